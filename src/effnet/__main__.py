@@ -1,0 +1,3 @@
+from effnet.cli import main
+
+raise SystemExit(main())

@@ -1,0 +1,235 @@
+"""Building blocks: convolution + BatchNorm + activation, squeeze-excite, MBConv, Fused-MBConv.
+
+Every block reads top to bottom in the order the papers draw it. Shapes are NCHW; comments give
+them where they change. Nothing here knows about variants: blocks receive plain numbers.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+__all__ = [
+    "ConvNormAct",
+    "DropPath",
+    "FusedMBConv",
+    "LayerOptions",
+    "MBConv",
+    "SamePadConv2d",
+    "SqueezeExcite",
+    "make_activation",
+    "make_conv",
+    "same_padding",
+]
+
+
+@dataclass(frozen=True)
+class LayerOptions:
+    """Options shared by every layer of one network (taken from its ModelSpec)."""
+
+    activation: str = "silu"
+    bn_eps: float = 1e-3
+    bn_momentum: float = 0.01
+    padding: str = "symmetric"  # or "same": TensorFlow's asymmetric padding for strided convs
+
+
+def make_activation(name: str) -> nn.Module:
+    if name == "silu":
+        return nn.SiLU(inplace=True)
+    if name == "relu6":
+        return nn.ReLU6(inplace=True)
+    if name == "relu":
+        return nn.ReLU(inplace=True)
+    raise ValueError(f"unknown activation {name!r}; expected 'silu', 'relu6' or 'relu'")
+
+
+def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
+    """TF "SAME" padding (before, after) along one axis: output = ceil(size / stride)."""
+    out = -(size // -stride)
+    total = max((out - 1) * stride + (kernel - 1) * dilation + 1 - size, 0)
+    return total // 2, total - total // 2
+
+
+class SamePadConv2d(nn.Conv2d):
+    """Conv2d with TensorFlow "SAME" padding, which depends on the input size when strided.
+
+    TF pads the extra pixel at the bottom/right; PyTorch's symmetric padding shifts the sampling
+    grid by one pixel, which costs ported checkpoints accuracy. Only strided convs need this class:
+    at stride 1 with an odd kernel, SAME is symmetric and :func:`make_conv` uses a plain Conv2d.
+    """
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        ih, iw = x.shape[-2], x.shape[-1]
+        kh, kw = self.kernel_size
+        sh, sw = self.stride
+        dh, dw = self.dilation
+        pad_h = max((-(ih // -sh) - 1) * sh + (kh - 1) * dh + 1 - ih, 0)
+        pad_w = max((-(iw // -sw) - 1) * sw + (kw - 1) * dw + 1 - iw, 0)
+        if pad_h > 0 or pad_w > 0:
+            x = F.pad(x, [pad_w // 2, pad_w - pad_w // 2, pad_h // 2, pad_h - pad_h // 2])
+        return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
+
+
+def make_conv(
+    in_channels: int,
+    out_channels: int,
+    kernel: int,
+    stride: int = 1,
+    groups: int = 1,
+    bias: bool = False,
+    padding: str = "symmetric",
+) -> nn.Conv2d:
+    """A kxk convolution with PyTorch-style symmetric padding, or TF "SAME" when asked."""
+    if padding == "same" and stride > 1:
+        return SamePadConv2d(in_channels, out_channels, kernel, stride, 0, groups=groups, bias=bias)
+    return nn.Conv2d(
+        in_channels, out_channels, kernel, stride, padding=kernel // 2, groups=groups, bias=bias
+    )
+
+
+class ConvNormAct(nn.Module):
+    """conv -> BatchNorm -> activation (activation optional, e.g. for the linear projection)."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        opts: LayerOptions,
+        stride: int = 1,
+        groups: int = 1,
+        act: bool = True,
+    ) -> None:
+        super().__init__()
+        self.conv = make_conv(
+            in_channels, out_channels, kernel, stride, groups, padding=opts.padding
+        )
+        self.bn = nn.BatchNorm2d(out_channels, eps=opts.bn_eps, momentum=opts.bn_momentum)
+        self.act = make_activation(opts.activation) if act else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.act(self.bn(self.conv(x)))
+
+
+class SqueezeExcite(nn.Module):
+    """Channel attention: global average -> bottleneck 1x1 convs -> sigmoid gate -> rescale."""
+
+    def __init__(self, channels: int, reduced: int, activation: str) -> None:
+        super().__init__()
+        self.reduce = nn.Conv2d(channels, reduced, 1)
+        self.act = make_activation(activation)
+        self.expand = nn.Conv2d(reduced, channels, 1)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        s = x.mean((2, 3), keepdim=True)  # squeeze: (N, C, H, W) -> (N, C, 1, 1)
+        s = self.expand(self.act(self.reduce(s)))  # excite: C -> C*r -> C
+        return x * s.sigmoid()  # scale each channel by its gate in (0, 1)
+
+
+class DropPath(nn.Module):
+    """Stochastic depth: drop a sample's whole residual branch with probability ``p`` in training.
+
+    Kept branches are scaled by 1 / (1 - p) so the expected output is unchanged; in eval it is the
+    identity.
+    """
+
+    def __init__(self, p: float = 0.0) -> None:
+        super().__init__()
+        if not 0.0 <= p < 1.0:
+            raise ValueError(f"drop-path probability must be in [0, 1), got {p}")
+        self.p = p
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if not self.training or self.p == 0.0:
+            return x
+        keep = 1.0 - self.p
+        mask = torch.empty((x.shape[0], 1, 1, 1), dtype=x.dtype, device=x.device).bernoulli_(keep)
+        return x * mask.div_(keep)
+
+    def extra_repr(self) -> str:
+        return f"p={self.p:.4f}"
+
+
+class MBConv(nn.Module):
+    """Mobile inverted bottleneck (MobileNetV2) with squeeze-excite, as in EfficientNet."""
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int,
+        expand: float,
+        se_ratio: float,
+        opts: LayerOptions,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        mid = round(in_channels * expand)
+        self.use_residual = stride == 1 and in_channels == out_channels
+        # expand: 1x1 conv to `expand` times the channels (skipped when expand == 1)
+        self.expand = (
+            ConvNormAct(in_channels, mid, 1, opts) if mid != in_channels else nn.Identity()
+        )
+        # depthwise: one kxk filter per channel; this conv carries the stride
+        self.depthwise = ConvNormAct(mid, mid, kernel, opts, stride=stride, groups=mid)
+        # squeeze-excite: bottleneck sized from the block's *input* channels (paper, TF reference)
+        self.se = (
+            SqueezeExcite(mid, max(1, int(in_channels * se_ratio)), opts.activation)
+            if se_ratio > 0
+            else nn.Identity()
+        )
+        # project: linear 1x1 conv back to the narrow output (no activation)
+        self.project = ConvNormAct(mid, out_channels, 1, opts, act=False)
+        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.expand(x)  # (N, C_in, H, W) -> (N, C_mid, H, W)
+        x = self.depthwise(x)  # -> (N, C_mid, H/s, W/s)
+        x = self.se(x)
+        x = self.project(x)  # -> (N, C_out, H/s, W/s)
+        if self.use_residual:
+            x = self.drop_path(x) + shortcut
+        return x
+
+
+class FusedMBConv(nn.Module):
+    """EfficientNetV2's Fused-MBConv: the 1x1 expand and kxk depthwise become one kxk conv.
+
+    With expand == 1 the block is a single kxk conv + BN + activation (no projection).
+    """
+
+    def __init__(
+        self,
+        in_channels: int,
+        out_channels: int,
+        kernel: int,
+        stride: int,
+        expand: float,
+        opts: LayerOptions,
+        drop_path: float = 0.0,
+    ) -> None:
+        super().__init__()
+        mid = round(in_channels * expand)
+        self.use_residual = stride == 1 and in_channels == out_channels
+        if expand != 1:
+            # fused expand: a full kxk conv widens the channels and applies the stride
+            self.fused = ConvNormAct(in_channels, mid, kernel, opts, stride=stride)
+            # project: linear 1x1 conv back down
+            self.project: nn.Module = ConvNormAct(mid, out_channels, 1, opts, act=False)
+        else:
+            self.fused = ConvNormAct(in_channels, out_channels, kernel, opts, stride=stride)
+            self.project = nn.Identity()
+        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        shortcut = x
+        x = self.fused(x)  # (N, C_in, H, W) -> (N, C_mid, H/s, W/s)
+        x = self.project(x)  # -> (N, C_out, H/s, W/s)
+        if self.use_residual:
+            x = self.drop_path(x) + shortcut
+        return x

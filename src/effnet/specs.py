@@ -1,0 +1,442 @@
+"""Architecture as data: frozen specs for stages and networks, the base tables, the variant table.
+
+A :class:`ModelSpec` fully describes a network (channels and repeats already rounded). Bases are
+unscaled specs; :func:`scale` applies width/depth/resolution multipliers to a base following its
+:class:`ScalingRules`, and :data:`VARIANTS` is the one table of the named variants.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from dataclasses import dataclass, field, replace
+from typing import Literal
+
+from effnet.scaling import (
+    PAPER,
+    Coefficients,
+    multipliers,
+    round_channels,
+    round_repeats,
+    round_resolution,
+)
+
+__all__ = [
+    "BASES",
+    "IMAGENET_MEAN",
+    "IMAGENET_STD",
+    "INCEPTION_MEAN",
+    "INCEPTION_STD",
+    "VARIANTS",
+    "ModelSpec",
+    "PreprocessConfig",
+    "ScalingRules",
+    "StageSpec",
+    "Variant",
+    "compound",
+    "scale",
+    "variant_spec",
+]
+
+BlockType = Literal["mbconv", "fused"]
+Activation = Literal["silu", "relu6", "relu"]
+Padding = Literal["symmetric", "same"]
+
+IMAGENET_MEAN = (0.485, 0.456, 0.406)
+IMAGENET_STD = (0.229, 0.224, 0.225)
+INCEPTION_MEAN = (0.5, 0.5, 0.5)  # TF-ported checkpoints scale pixels to [-1, 1]
+INCEPTION_STD = (0.5, 0.5, 0.5)
+
+_ACTIVATIONS = ("silu", "relu6", "relu")
+_PADDINGS = ("symmetric", "same")
+_INTERPOLATIONS = ("bilinear", "bicubic", "nearest")
+
+
+@dataclass(frozen=True)
+class StageSpec:
+    """One stage: ``repeats`` identical blocks, the first of which applies ``stride``."""
+
+    block: BlockType
+    repeats: int
+    kernel: int
+    stride: int
+    expand: float
+    out_channels: int
+    se_ratio: float = 0.0
+    """Squeeze-excite bottleneck as a fraction of the *block's input* channels (0 = no SE)."""
+
+    def __post_init__(self) -> None:
+        if self.block not in ("mbconv", "fused"):
+            raise ValueError(f"block must be 'mbconv' or 'fused', got {self.block!r}")
+        if self.repeats < 1:
+            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+        if self.kernel < 1 or self.kernel % 2 == 0:
+            raise ValueError(f"kernel must be a positive odd number, got {self.kernel}")
+        if self.stride not in (1, 2):
+            raise ValueError(f"stride must be 1 or 2, got {self.stride}")
+        if self.expand < 1:
+            raise ValueError(f"expand ratio must be >= 1, got {self.expand}")
+        if self.out_channels < 1:
+            raise ValueError(f"out_channels must be >= 1, got {self.out_channels}")
+        if not 0.0 <= self.se_ratio < 1.0:
+            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio}")
+        if self.block == "fused" and self.se_ratio:
+            raise ValueError(
+                "fused stages have no squeeze-excite in EfficientNetV2; set se_ratio=0"
+            )
+
+
+@dataclass(frozen=True)
+class ScalingRules:
+    """Which parts of a base do *not* follow the width/depth multipliers."""
+
+    fix_stem: bool = False
+    fix_head: bool = False
+    fix_first_last_repeats: bool = False  # EfficientNet-Lite keeps stage 1 and 7 repeats
+    round_limit: float = 0.9
+    """Rounded channels never fall below this fraction of the target (V1); V2 has no such guard."""
+
+
+@dataclass(frozen=True)
+class PreprocessConfig:
+    """Eval preprocessing: resize the short side to ``resize_size``, center-crop ``input_size``."""
+
+    input_size: int
+    crop_pct: float = 0.875
+    interpolation: str = "bicubic"
+    mean: tuple[float, float, float] = IMAGENET_MEAN
+    std: tuple[float, float, float] = IMAGENET_STD
+    resize: int | None = None
+    """Explicit short-side resize; when None it is floor(input_size / crop_pct)."""
+
+    def __post_init__(self) -> None:
+        if self.input_size < 8:
+            raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
+        if not 0.0 < self.crop_pct <= 1.0:
+            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+        if self.interpolation not in _INTERPOLATIONS:
+            raise ValueError(
+                f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}"
+            )
+        if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
+            raise ValueError(f"mean/std need 3 values (std > 0), got {self.mean}, {self.std}")
+
+    @property
+    def resize_size(self) -> int:
+        if self.resize is not None:
+            return self.resize
+        return math.floor(self.input_size / self.crop_pct)
+
+    def to_dict(self) -> dict[str, object]:
+        return {
+            "input_size": self.input_size,
+            "resize_size": self.resize_size,
+            "crop_pct": self.crop_pct,
+            "interpolation": self.interpolation,
+            "mean": list(self.mean),
+            "std": list(self.std),
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict[str, object]) -> PreprocessConfig:
+        return cls(
+            input_size=int(data["input_size"]),  # type: ignore[arg-type]
+            crop_pct=float(data.get("crop_pct", 0.875)),  # type: ignore[arg-type]
+            interpolation=str(data.get("interpolation", "bicubic")),
+            mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
+            std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+            resize=int(data["resize_size"]) if data.get("resize_size") else None,  # type: ignore[arg-type]
+        )
+
+
+@dataclass(frozen=True)
+class ModelSpec:
+    """A complete network: stem, stages, head, and the options ported checkpoints need."""
+
+    name: str
+    stem_channels: int
+    stages: tuple[StageSpec, ...]
+    head_channels: int
+    resolution: int
+    dropout: float = 0.2
+    drop_path_rate: float = 0.2
+    activation: Activation = "silu"
+    bn_eps: float = 1e-3  # TF reference; torchvision's V1 weights were trained with 1e-5
+    bn_momentum: float = 0.01  # PyTorch convention for TF's decay 0.99
+    padding: Padding = "symmetric"  # "same" reproduces TF's asymmetric padding for ported weights
+    rules: ScalingRules = field(default_factory=ScalingRules)
+    base: str = ""
+    width: float = 1.0
+    depth: float = 1.0
+    preprocess: PreprocessConfig | None = None
+
+    def __post_init__(self) -> None:
+        if not self.stages:
+            raise ValueError(f"{self.name}: a spec needs at least one stage")
+        if self.activation not in _ACTIVATIONS:
+            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+        if self.padding not in _PADDINGS:
+            raise ValueError(f"padding must be one of {_PADDINGS}, got {self.padding!r}")
+        if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
+            raise ValueError(
+                f"dropout and drop_path_rate must be in [0, 1), got {self.dropout}, "
+                f"{self.drop_path_rate}"
+            )
+        if self.bn_eps <= 0 or not 0.0 < self.bn_momentum <= 1.0:
+            raise ValueError(
+                f"bad BatchNorm options eps={self.bn_eps}, momentum={self.bn_momentum}"
+            )
+
+    @property
+    def num_blocks(self) -> int:
+        return sum(s.repeats for s in self.stages)
+
+    @property
+    def default_preprocess(self) -> PreprocessConfig:
+        return self.preprocess or PreprocessConfig(input_size=self.resolution)
+
+    def replace(self, **changes: object) -> ModelSpec:
+        return replace(self, **changes)  # type: ignore[arg-type]
+
+
+def _mb(r: int, k: int, s: int, e: float, c: int, se: float = 0.25) -> StageSpec:
+    return StageSpec("mbconv", repeats=r, kernel=k, stride=s, expand=e, out_channels=c, se_ratio=se)
+
+
+def _fused(r: int, s: int, e: float, c: int) -> StageSpec:
+    return StageSpec("fused", repeats=r, kernel=3, stride=s, expand=e, out_channels=c)
+
+
+# EfficientNet-B0 (paper Table 1): stem 32, seven MBConv stages, head 1280.
+_B0_STAGES = (
+    _mb(1, 3, 1, 1, 16),
+    _mb(2, 3, 2, 6, 24),
+    _mb(2, 5, 2, 6, 40),
+    _mb(3, 3, 2, 6, 80),
+    _mb(3, 5, 1, 6, 112),
+    _mb(4, 5, 2, 6, 192),
+    _mb(1, 3, 1, 6, 320),
+)
+
+BASES: dict[str, ModelSpec] = {
+    "efficientnet": ModelSpec("efficientnet", 32, _B0_STAGES, 1280, 224),
+    # Lite: B0 without SE, ReLU6, and stem/head/first/last repeats held fixed while scaling.
+    "efficientnet_lite": ModelSpec(
+        "efficientnet_lite",
+        32,
+        tuple(replace(s, se_ratio=0.0) for s in _B0_STAGES),
+        1280,
+        224,
+        activation="relu6",
+        rules=ScalingRules(fix_stem=True, fix_head=True, fix_first_last_repeats=True),
+    ),
+    # EfficientNetV2 base (V2-B0) that B1-B3 scale; all MBConv kernels in V2 are 3x3.
+    "efficientnetv2": ModelSpec(
+        "efficientnetv2",
+        32,
+        (
+            _fused(1, 1, 1, 16),
+            _fused(2, 2, 4, 32),
+            _fused(2, 2, 4, 48),
+            _mb(3, 3, 2, 4, 96),
+            _mb(5, 3, 1, 6, 112),
+            _mb(8, 3, 2, 6, 192),
+        ),
+        1280,
+        224,
+        rules=ScalingRules(round_limit=0.0),
+    ),
+    "efficientnetv2_s": ModelSpec(
+        "efficientnetv2_s",
+        24,
+        (
+            _fused(2, 1, 1, 24),
+            _fused(4, 2, 4, 48),
+            _fused(4, 2, 4, 64),
+            _mb(6, 3, 2, 4, 128),
+            _mb(9, 3, 1, 6, 160),
+            _mb(15, 3, 2, 6, 256),
+        ),
+        1280,
+        384,
+        rules=ScalingRules(fix_head=True, round_limit=0.0),
+    ),
+    "efficientnetv2_m": ModelSpec(
+        "efficientnetv2_m",
+        24,
+        (
+            _fused(3, 1, 1, 24),
+            _fused(5, 2, 4, 48),
+            _fused(5, 2, 4, 80),
+            _mb(7, 3, 2, 4, 160),
+            _mb(14, 3, 1, 6, 176),
+            _mb(18, 3, 2, 6, 304),
+            _mb(5, 3, 1, 6, 512),
+        ),
+        1280,
+        480,
+        rules=ScalingRules(fix_head=True, round_limit=0.0),
+    ),
+    "efficientnetv2_l": ModelSpec(
+        "efficientnetv2_l",
+        32,
+        (
+            _fused(4, 1, 1, 32),
+            _fused(7, 2, 4, 64),
+            _fused(7, 2, 4, 96),
+            _mb(10, 3, 2, 4, 192),
+            _mb(19, 3, 1, 6, 224),
+            _mb(25, 3, 2, 6, 384),
+            _mb(7, 3, 1, 6, 640),
+        ),
+        1280,
+        480,
+        rules=ScalingRules(fix_head=True, round_limit=0.0),
+    ),
+    "efficientnetv2_xl": ModelSpec(
+        "efficientnetv2_xl",
+        32,
+        (
+            _fused(4, 1, 1, 32),
+            _fused(8, 2, 4, 64),
+            _fused(8, 2, 4, 96),
+            _mb(16, 3, 2, 4, 192),
+            _mb(24, 3, 1, 6, 256),
+            _mb(32, 3, 2, 6, 512),
+            _mb(8, 3, 1, 6, 640),
+        ),
+        1280,
+        512,
+        rules=ScalingRules(fix_head=True, round_limit=0.0),
+    ),
+}
+
+
+@dataclass(frozen=True)
+class Variant:
+    """One row of the variant table: which base, and how it is scaled."""
+
+    base: str
+    width: float
+    depth: float
+    resolution: int
+    dropout: float
+    phi: float | None = None
+    """The compound coefficient the row stands for (B0-B7 only; the table is hand-rounded)."""
+    train_resolution: int | None = None
+    crop_pct: float = 0.875
+
+
+# The one table of named variants (paper Table/automl configs). Widths and depths are the published,
+# hand-rounded values, *not* exactly beta^phi and alpha^phi.
+VARIANTS: dict[str, Variant] = {
+    "efficientnet_b0": Variant("efficientnet", 1.0, 1.0, 224, 0.2, phi=0),
+    "efficientnet_b1": Variant("efficientnet", 1.0, 1.1, 240, 0.2, phi=1),
+    "efficientnet_b2": Variant("efficientnet", 1.1, 1.2, 260, 0.3, phi=2),
+    "efficientnet_b3": Variant("efficientnet", 1.2, 1.4, 300, 0.3, phi=3),
+    "efficientnet_b4": Variant("efficientnet", 1.4, 1.8, 380, 0.4, phi=4),
+    "efficientnet_b5": Variant("efficientnet", 1.6, 2.2, 456, 0.4, phi=5),
+    "efficientnet_b6": Variant("efficientnet", 1.8, 2.6, 528, 0.5, phi=6),
+    "efficientnet_b7": Variant("efficientnet", 2.0, 3.1, 600, 0.5, phi=7),
+    "efficientnet_b8": Variant("efficientnet", 2.2, 3.6, 672, 0.5),
+    "efficientnet_l2": Variant("efficientnet", 4.3, 5.3, 800, 0.5),
+    "efficientnet_lite0": Variant("efficientnet_lite", 1.0, 1.0, 224, 0.2),
+    "efficientnet_lite1": Variant("efficientnet_lite", 1.0, 1.1, 240, 0.2),
+    "efficientnet_lite2": Variant("efficientnet_lite", 1.1, 1.2, 260, 0.3),
+    "efficientnet_lite3": Variant("efficientnet_lite", 1.2, 1.4, 280, 0.3),
+    "efficientnet_lite4": Variant("efficientnet_lite", 1.4, 1.8, 300, 0.3),
+    "efficientnetv2_b0": Variant("efficientnetv2", 1.0, 1.0, 224, 0.2, train_resolution=192),
+    "efficientnetv2_b1": Variant("efficientnetv2", 1.0, 1.1, 240, 0.2, train_resolution=192),
+    "efficientnetv2_b2": Variant("efficientnetv2", 1.1, 1.2, 260, 0.3, train_resolution=208),
+    "efficientnetv2_b3": Variant("efficientnetv2", 1.2, 1.4, 300, 0.3, train_resolution=240),
+    "efficientnetv2_s": Variant("efficientnetv2_s", 1.0, 1.0, 384, 0.2, train_resolution=300),
+    "efficientnetv2_m": Variant("efficientnetv2_m", 1.0, 1.0, 480, 0.3, train_resolution=384),
+    "efficientnetv2_l": Variant("efficientnetv2_l", 1.0, 1.0, 480, 0.4, train_resolution=384),
+    "efficientnetv2_xl": Variant("efficientnetv2_xl", 1.0, 1.0, 512, 0.4, train_resolution=384),
+}
+
+
+def scale(
+    base: ModelSpec,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: int | None = None,
+    dropout: float | None = None,
+    name: str | None = None,
+) -> ModelSpec:
+    """Apply width/depth multipliers to ``base`` (rounded as in the TF reference)."""
+    rules = base.rules
+    last = len(base.stages) - 1
+
+    def channels(c: int) -> int:
+        return round_channels(c, width, round_limit=rules.round_limit)
+
+    stages = tuple(
+        replace(
+            stage,
+            out_channels=channels(stage.out_channels),
+            repeats=(
+                stage.repeats
+                if rules.fix_first_last_repeats and i in (0, last)
+                else round_repeats(stage.repeats, depth)
+            ),
+        )
+        for i, stage in enumerate(base.stages)
+    )
+    return replace(
+        base,
+        name=name or f"{base.name}_w{width:g}_d{depth:g}",
+        stem_channels=base.stem_channels if rules.fix_stem else channels(base.stem_channels),
+        stages=stages,
+        head_channels=base.head_channels if rules.fix_head else channels(base.head_channels),
+        resolution=base.resolution if resolution is None else int(resolution),
+        dropout=base.dropout if dropout is None else dropout,
+        base=base.base or base.name,
+        width=base.width * width,
+        depth=base.depth * depth,
+        preprocess=None,
+    )
+
+
+def _dropout_for_phi(phi: float) -> float:
+    """Dropout for an arbitrary phi: linear interpolation of the B0-B7 rows of the table."""
+    rows = sorted((v.phi, v.dropout) for v in VARIANTS.values() if v.phi is not None)
+    phis = [p for p, _ in rows]
+    if phi <= phis[0]:
+        return rows[0][1]
+    if phi >= phis[-1]:
+        return rows[-1][1]
+    i = bisect.bisect_right(phis, phi)
+    (p0, d0), (p1, d1) = rows[i - 1], rows[i]
+    return round(d0 + (d1 - d0) * (phi - p0) / (p1 - p0), 4)
+
+
+def compound(
+    phi: float,
+    coeffs: Coefficients = PAPER,
+    base: ModelSpec | str = "efficientnet",
+    name: str | None = None,
+) -> ModelSpec:
+    """Scale ``base`` by the *formula*: depth alpha^phi, width beta^phi, resolution gamma^phi."""
+    base_spec = BASES[base] if isinstance(base, str) else base
+    m = multipliers(phi, coeffs)
+    return scale(
+        base_spec,
+        width=m.width,
+        depth=m.depth,
+        resolution=round_resolution(base_spec.resolution, m.resolution),
+        dropout=_dropout_for_phi(phi),
+        name=name or f"{base_spec.name}_phi{phi:g}",
+    )
+
+
+def variant_spec(name: str) -> ModelSpec:
+    """The spec of a named variant from :data:`VARIANTS`."""
+    try:
+        row = VARIANTS[name]
+    except KeyError:
+        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+    spec = scale(BASES[row.base], row.width, row.depth, row.resolution, row.dropout, name=name)
+    return replace(
+        spec, preprocess=PreprocessConfig(input_size=row.resolution, crop_pct=row.crop_pct)
+    )
