@@ -30,15 +30,15 @@ demo: $(VENV)/.demo
 	$(VENV)/bin/effnet info efficientnet_b0
 
 test: $(VENV)/.test
-	$(PY) -m ruff check src tests benchmarks docs
+	$(PY) -m ruff check .
 	$(PY) -m pytest -q -m "not slow"
 
 test-slow: $(VENV)/.test
 	$(PY) -m pytest -q -m slow
 
 lint: $(VENV)/.test
-	$(PY) -m ruff check src tests benchmarks docs
-	$(PY) -m ruff format --check src tests benchmarks
+	$(PY) -m ruff check .
+	$(PY) -m ruff format --check .
 
 docs: $(VENV)/.test
 	$(PY) docs/generate.py
