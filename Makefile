@@ -26,8 +26,9 @@ $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	touch $@ $(VENV)/.demo
 
 demo: $(VENV)/.demo
-	$(VENV)/bin/effnet scale --phi 0..7
-	$(VENV)/bin/effnet info efficientnet_b0
+	$(VENV)/bin/effnet scale --phi 0..7 --mode table
+	$(PY) -c "import pathlib, skimage.data as d, PIL.Image as I; p = pathlib.Path('runs/demo-photos'); p.mkdir(parents=True, exist_ok=True); [I.fromarray(getattr(d, n)()).save(p / (n + '.png')) for n in ('coffee', 'chelsea', 'astronaut', 'rocket')]"
+	EFFNET_OFFLINE=1 $(VENV)/bin/effnet predict runs/demo-photos --model efficientnet_lite0 --topk 3
 
 test: $(VENV)/.test
 	$(PY) -m ruff check .

@@ -133,6 +133,8 @@ class EfficientNet(nn.Module):
         self.num_features = spec.head_channels
         self.drop_rate = spec.dropout if drop_rate is None else drop_rate
         self.preprocess: PreprocessConfig = spec.default_preprocess
+        self.class_names: list[str] | None = None  # set when weights carry label names
+        self.pretrained_source: str | None = None  # which weights were loaded, if any
         self.feature_info = feature_info(spec)
         rate = spec.drop_path_rate if drop_path_rate is None else drop_path_rate
         self.stem, self.stages = _build_trunk(spec, in_chans, rate)

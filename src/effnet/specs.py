@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import bisect
 import math
-from dataclasses import dataclass, field, replace
+from dataclasses import asdict, dataclass, field, replace
 from typing import Literal
 
 from effnet.scaling import (
@@ -35,6 +35,8 @@ __all__ = [
     "Variant",
     "compound",
     "scale",
+    "spec_from_dict",
+    "spec_to_dict",
     "variant_spec",
 ]
 
@@ -139,14 +141,18 @@ class PreprocessConfig:
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PreprocessConfig:
-        return cls(
+        """Inverse of :meth:`to_dict` (also accepts dicts without ``resize_size``)."""
+        config = cls(
             input_size=int(data["input_size"]),  # type: ignore[arg-type]
             crop_pct=float(data.get("crop_pct", 0.875)),  # type: ignore[arg-type]
             interpolation=str(data.get("interpolation", "bicubic")),
             mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
             std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
-            resize=int(data["resize_size"]) if data.get("resize_size") else None,  # type: ignore[arg-type]
         )
+        resize = data.get("resize_size")
+        if resize is not None and int(resize) != config.resize_size:  # type: ignore[arg-type]
+            config = replace(config, resize=int(resize))  # type: ignore[arg-type]
+        return config
 
 
 @dataclass(frozen=True)
@@ -440,3 +446,24 @@ def variant_spec(name: str) -> ModelSpec:
     return replace(
         spec, preprocess=PreprocessConfig(input_size=row.resolution, crop_pct=row.crop_pct)
     )
+
+
+def spec_to_dict(spec: ModelSpec) -> dict[str, object]:
+    """A JSON-ready description of a spec (saved with checkpoints so custom models rebuild)."""
+    data = asdict(spec)
+    data["stages"] = [asdict(s) for s in spec.stages]
+    data["preprocess"] = spec.preprocess.to_dict() if spec.preprocess else None
+    return data
+
+
+def spec_from_dict(data: dict[str, object]) -> ModelSpec:
+    """Inverse of :func:`spec_to_dict`; raises with the offending field on malformed input."""
+    try:
+        fields = dict(data)
+        fields["stages"] = tuple(StageSpec(**s) for s in fields["stages"])  # type: ignore[union-attr]
+        fields["rules"] = ScalingRules(**fields.get("rules") or {})  # type: ignore[arg-type]
+        pre = fields.get("preprocess")
+        fields["preprocess"] = PreprocessConfig.from_dict(pre) if pre else None  # type: ignore[arg-type]
+        return ModelSpec(**fields)  # type: ignore[arg-type]
+    except (KeyError, TypeError) as exc:
+        raise ValueError(f"not a valid effnet model spec ({exc}); was it saved by effnet?") from exc

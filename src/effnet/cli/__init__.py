@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from effnet import __version__
-from effnet.cli import models
+from effnet.cli import models, weights
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
-_COMMAND_MODULES = (models,)
+_COMMAND_MODULES = (models, weights)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +33,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, TypeError, FileNotFoundError) as exc:
+    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as exc:
         message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
         print(f"effnet {args.command}: error: {message}", file=sys.stderr)
         return 2

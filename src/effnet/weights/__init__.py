@@ -1,0 +1,56 @@
+"""Pretrained weights: the catalog of records, download and cache, file IO and converters.
+
+Most users never import this package directly: ``effnet.create_model(name, pretrained=True)`` and
+``effnet.load_model(path)`` use it.
+"""
+
+from effnet.weights.convert import ConversionError, detect_format, from_effnet, to_effnet
+from effnet.weights.hub import DownloadError, OfflineError, cache_dir, download, fetch
+from effnet.weights.io import WeightsFileError, read_metadata, read_state_dict, write_safetensors
+from effnet.weights.labels import imagenet_labels
+from effnet.weights.loading import LoadedWeights, adapt_stem, load_weights, resolve_record
+from effnet.weights.native import (
+    build_from_weights,
+    convert_file,
+    load_checkpoint,
+    load_model,
+    save_model,
+)
+from effnet.weights.records import (
+    RECORDS,
+    WeightRecord,
+    default_record,
+    find_record,
+    list_records,
+)
+
+__all__ = [
+    "RECORDS",
+    "ConversionError",
+    "DownloadError",
+    "LoadedWeights",
+    "OfflineError",
+    "WeightRecord",
+    "WeightsFileError",
+    "adapt_stem",
+    "build_from_weights",
+    "cache_dir",
+    "convert_file",
+    "default_record",
+    "detect_format",
+    "download",
+    "fetch",
+    "find_record",
+    "from_effnet",
+    "imagenet_labels",
+    "list_records",
+    "load_checkpoint",
+    "load_model",
+    "load_weights",
+    "read_metadata",
+    "read_state_dict",
+    "resolve_record",
+    "save_model",
+    "to_effnet",
+    "write_safetensors",
+]

@@ -1,0 +1,127 @@
+"""Converted weights give the peers' logits: torchvision, timm (incl. TF ports),
+efficientnet_pytorch and its Lite port, for every variant each library has; the way back is
+exact."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import effnet
+from effnet.weights.convert import from_effnet, to_effnet
+
+SIZE = 48
+
+
+def randomise(model: nn.Module) -> nn.Module:
+    """Fast random weights and BatchNorm statistics, so eval-mode BN is not the identity."""
+    gen = torch.Generator().manual_seed(0)
+    with torch.no_grad():
+        for name, tensor in model.state_dict().items():
+            if not tensor.is_floating_point():
+                tensor.zero_()
+            elif name.endswith("running_var"):
+                tensor.uniform_(0.5, 1.5, generator=gen)
+            elif tensor.dim() == 1:  # BN scale/shift, running means, biases
+                tensor.uniform_(-0.2, 0.2, generator=gen) if "bias" in name or "mean" in name else (
+                    tensor.uniform_(0.8, 1.2, generator=gen)
+                )
+            else:
+                tensor.normal_(0.0, tensor[0].numel() ** -0.5, generator=gen)  # LeCun: unit scale
+    return model.eval()
+
+
+def materialise(factory) -> nn.Module:
+    """Build a foreign model on the meta device and give it real (random) storage: much faster
+    than the peers' own initialisers for the 100M+ parameter variants."""
+    with torch.device("meta"):
+        model = factory()
+    return randomise(model.to_empty(device="cpu"))
+
+
+def check_parity(ours: str, foreign: nn.Module, fmt: str, size: int = SIZE, **arch) -> None:
+    spec = effnet.get_spec(ours, **arch)
+    state = to_effnet(foreign.state_dict(), spec, fmt)
+    with torch.device("meta"):  # no initialiser run: every tensor comes from the checkpoint
+        model = effnet.create_model(ours, **arch)
+    model.load_state_dict(state, assign=True)
+    model.eval()
+    x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
+    with torch.no_grad():
+        expected = foreign(x)
+        got = model(x)
+    assert expected.abs().max() > 1e-3  # a non-degenerate network
+    assert (got - expected).abs().max().item() <= 1e-5
+    back = from_effnet(model.state_dict(), spec, fmt)
+    original = foreign.state_dict()
+    assert back.keys() == original.keys()
+    assert all(torch.equal(back[k], original[k]) for k in original)
+    foreign.load_state_dict(back)  # the peer itself accepts what we write (strict)
+
+
+TORCHVISION = [(f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(8)] + [
+    (f"efficientnetv2_{s}", f"efficientnet_v2_{s}") for s in "sml"
+]
+
+
+@pytest.mark.parametrize(("ours", "theirs"), TORCHVISION)
+def test_torchvision_parity(ours: str, theirs: str) -> None:
+    import torchvision
+
+    foreign = materialise(getattr(torchvision.models, theirs))
+    eps = foreign.features[0][1].eps
+    check_parity(ours, foreign, "torchvision", bn_eps=eps)
+
+
+# (our variant, timm name, timm's padding): every EfficientNet variant timm has, PyTorch-style
+# (eps 1e-5, symmetric padding) and TensorFlow ports (eps 1e-3, SAME padding).
+TIMM = (
+    [(f"efficientnet_b{i}", f"efficientnet_b{i}", False) for i in range(9)]
+    + [("efficientnet_l2", "efficientnet_l2", False)]
+    + [(f"efficientnet_lite{i}", f"efficientnet_lite{i}", False) for i in range(5)]
+    + [(f"efficientnet_b{i}", f"tf_efficientnet_b{i}", True) for i in range(9)]
+    + [("efficientnet_l2", "tf_efficientnet_l2", True)]
+    + [(f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", True) for i in range(5)]
+    + [(f"efficientnetv2_{s}", f"efficientnetv2_{s}", False) for s in ("s", "m", "l", "xl")]
+    + [(f"efficientnetv2_{s}", f"tf_efficientnetv2_{s}", True) for s in ("s", "m", "l", "xl")]
+    + [(f"efficientnetv2_b{i}", f"tf_efficientnetv2_b{i}", True) for i in range(4)]
+)
+
+
+@pytest.mark.parametrize(("ours", "theirs", "tf_port"), TIMM)
+def test_timm_parity(ours: str, theirs: str, tf_port: bool) -> None:
+    timm = pytest.importorskip("timm")
+    foreign = materialise(lambda: timm.create_model(theirs))
+    arch = {"bn_eps": 1e-3, "padding": "same"} if tf_port else {"bn_eps": 1e-5}
+    check_parity(ours, foreign, "timm", size=SIZE + 1 if tf_port else SIZE, **arch)
+
+
+def use_fused_silu(model: nn.Module) -> None:
+    """efficientnet_pytorch computes swish as x * sigmoid(x); torch's fused SiLU is the same
+    function rounded differently, which alone moves B6's logits by ~1.5e-5. Swapping the module
+    (the weights are untouched) keeps this a test of the key map, not of float rounding. Its Lite
+    port uses ReLU6, which has no such difference."""
+    for module in model.modules():
+        if type(getattr(module, "_swish", None)).__name__ in ("Swish", "MemoryEfficientSwish"):
+            module._swish = nn.SiLU()
+
+
+@pytest.mark.parametrize("i", range(9))
+def test_efficientnet_pytorch_parity(i: int) -> None:
+    from efficientnet_pytorch import EfficientNet
+
+    # its SAME padding is computed once for `image_size`; we pad for whatever size arrives
+    foreign = materialise(lambda: EfficientNet.from_name(f"efficientnet-b{i}", image_size=SIZE))
+    use_fused_silu(foreign)
+    check_parity(f"efficientnet_b{i}", foreign, "lukemelas", bn_eps=1e-3, padding="same")
+
+
+@pytest.mark.parametrize("i", range(5))
+def test_efficientnet_lite_port_parity(i: int) -> None:
+    from efficientnet_lite_pytorch import EfficientNet, get_model_params
+
+    # its from_name() cannot pass image_size through, so build from its params directly
+    blocks, params = get_model_params(f"efficientnet-lite{i}", {"image_size": SIZE})
+    foreign = materialise(lambda: EfficientNet(blocks, params))
+    check_parity(f"efficientnet_lite{i}", foreign, "lukemelas", bn_eps=1e-3, padding="same")
