@@ -91,7 +91,7 @@ def _build_trunk(
 
 
 def _init_weights(module: nn.Module) -> None:
-    """He (fan-out) init for convs, uniform 1/sqrt(n) for the classifier, as in the TF reference."""
+    """He (fan-out) init for convs, as in the TF reference; uniform 1/sqrt(fan-in) for linears."""
     for m in module.modules():
         if isinstance(m, nn.Conv2d):
             nn.init.kaiming_normal_(m.weight, mode="fan_out")
@@ -101,7 +101,10 @@ def _init_weights(module: nn.Module) -> None:
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
         elif isinstance(m, nn.Linear):
-            bound = 1.0 / m.out_features**0.5
+            # The TF reference draws from U(+-1/sqrt(num_classes)): fine for 1000 classes (0.03),
+            # but a 2-class head would start with weights up to 0.7 and huge logits. Bounding by
+            # the fan-in gives the same scale at 1000 classes and a sane one for any other head.
+            bound = 1.0 / m.in_features**0.5
             nn.init.uniform_(m.weight, -bound, bound)
             nn.init.zeros_(m.bias)
 

@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from effnet import __version__
-from effnet.cli import models, weights
+from effnet.cli import models, train, weights
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
-_COMMAND_MODULES = (models, weights)
+_COMMAND_MODULES = (models, weights, train)
 
 
 def build_parser() -> argparse.ArgumentParser:
