@@ -17,18 +17,21 @@ from typing import Any
 
 from effnet.cli.output import print_json
 from effnet.train import FinetuneConfig, finetune, load_config, merge_config
+from effnet.train.config import TrainConfig
 from effnet.train.evaluation import SPLITS, evaluate_checkpoint
+from effnet.train.finetuning import train
 
 _SKIP = {"extra"}
 
 
 def _field_help(cls: type) -> dict[str, str]:
     """Trailing ``# comments`` of the dataclass's fields, as help text."""
-    helps = {}
-    for line in inspect.getsource(cls).splitlines():
-        match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-        if match:
-            helps[match.group(1)] = match.group(2)
+    helps: dict[str, str] = {}
+    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
+        for line in inspect.getsource(klass).splitlines():  # subclasses' comments win
+            match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
+            if match:
+                helps[match.group(1)] = match.group(2)
     return helps
 
 
@@ -79,6 +82,19 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_config_flags(p)
     p.set_defaults(func=cmd_finetune)
 
+    p = sub.add_parser(
+        "train",
+        help="train from scratch (one phase; works under torchrun for multi-process/multi-node)",
+        description="Train an EfficientNet from random initialisation with the paper-style "
+        "recipe options (SGD/RMSProp/AdamW, warmup + cosine or step decay, EMA, label smoothing, "
+        "stochastic depth, progressive learning). Under `torchrun --nproc_per_node=N -m effnet "
+        "train ...` every process joins one job; --batch-size is per process.",
+    )
+    p.add_argument("--config", help="YAML file of config keys, e.g. recipes/b0-imagenet.yaml")
+    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
+    add_config_flags(p, TrainConfig)
+    p.set_defaults(func=cmd_train)
+
     p = sub.add_parser("evaluate", help="the test report of a checkpoint on any labelled data")
     p.add_argument("checkpoint", help="an effnet checkpoint file or a fine-tuning run directory")
     p.add_argument("--data", required=True, help="folder, split folders, CSV, or elpv")
@@ -102,11 +118,31 @@ def cmd_finetune(args: argparse.Namespace) -> int:
         result = finetune(config, resume=True)
     else:
         result = finetune(config_from_args(args))
+    if not _is_main():
+        return 0
     print(f"\nrun directory: {result.run_dir}")
     for name, path in result.files.items():
         print(f"  {name:>9}: {path}")
     print(f"  checkpoint: {result.best_checkpoint}")
     return 0
+
+
+def cmd_train(args: argparse.Namespace) -> int:
+    if args.resume:
+        result = train(TrainConfig(out=args.resume), resume=True)
+    else:
+        result = train(config_from_args(args, TrainConfig))
+    if result.run_dir and _is_main():
+        print(f"\nrun directory: {result.run_dir}")
+        for name, path in result.files.items():
+            print(f"  {name:>9}: {path}")
+    return 0
+
+
+def _is_main() -> bool:
+    import os
+
+    return os.environ.get("RANK", "0") == "0"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

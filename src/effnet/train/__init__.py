@@ -1,7 +1,7 @@
 """Training: plain functions for an epoch and an evaluation, and the workflows built on them."""
 
 from effnet.train.config import FinetuneConfig, load_config, merge_config, save_config
-from effnet.train.finetune import FinetuneResult, finetune
+from effnet.train.finetuning import FinetuneResult, finetune
 from effnet.train.loop import EpochStats, EvalResult, evaluate, train_one_epoch
 from effnet.train.metrics import classification_report, confusion_matrix
 

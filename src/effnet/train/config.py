@@ -14,11 +14,13 @@ from typing import Any, get_type_hints
 
 import yaml
 
-__all__ = ["FinetuneConfig", "load_config", "merge_config", "save_config"]
+__all__ = ["FinetuneConfig", "TrainConfig", "load_config", "merge_config", "save_config"]
 
 AUGMENTS = ("none", "light", "medium", "heavy")
 BALANCE = ("none", "sampler", "loss")
 AMP = ("auto", "none", "bf16", "fp16")
+OPTIMIZERS = ("adamw", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "step", "constant")
 
 
 @dataclass
@@ -46,7 +48,12 @@ class FinetuneConfig:
     # phase 2: everything, small learning rate, warmup then cosine decay
     epochs: int = 8
     lr: float = 1e-4
-    weight_decay: float = 0.05
+    optimizer: str = "adamw"  # adamw | sgd | rmsprop (the paper's)
+    momentum: float = 0.9  # sgd / rmsprop momentum
+    weight_decay: float = 0.05  # applied to conv/linear weights, never to norms or biases
+    schedule: str = "cosine"  # cosine | step (x step_gamma every step_epochs) | constant
+    step_epochs: float = 2.4  # step schedule: decay interval (the paper: 0.97 every 2.4 epochs)
+    step_gamma: float = 0.97
     warmup_epochs: float = 1.0
     min_lr: float = 1e-6
     augment: str = "light"  # none | light | medium | heavy
@@ -59,6 +66,8 @@ class FinetuneConfig:
     ema: float = 0.0  # EMA decay of the weights (e.g. 0.999; 0 = off)
     grad_clip: float = 0.0  # max gradient norm (0 = off)
     accum_steps: int = 1  # gradient accumulation
+    progressive: str | None = None  # e.g. "stages=4,size=128:224,randaug=5:15,dropout=0.1:0.3"
+    sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun
     early_stop: int = 0  # stop phase 2 after this many epochs without improvement (0 = off)
     tta: bool = False  # also average predictions over flips at evaluation
     # execution
@@ -85,6 +94,14 @@ class FinetuneConfig:
             ),
             (self.balance in BALANCE, f"balance must be one of {BALANCE}, got {self.balance!r}"),
             (self.amp in AMP, f"amp must be one of {AMP}, got {self.amp!r}"),
+            (
+                self.optimizer in OPTIMIZERS,
+                f"optimizer must be one of {OPTIMIZERS}, got {self.optimizer!r}",
+            ),
+            (
+                self.schedule in SCHEDULES,
+                f"schedule must be one of {SCHEDULES}, got {self.schedule!r}",
+            ),
             (self.epochs >= 0 and self.head_epochs >= 0, "epochs and head_epochs must be >= 0"),
             (
                 self.epochs + self.head_epochs > 0,
@@ -115,6 +132,26 @@ class FinetuneConfig:
         return dataclasses.asdict(self)
 
 
+@dataclass
+class TrainConfig(FinetuneConfig):
+    """Training from scratch: one phase, random initialisation, the paper-style optimizer.
+
+    Same fields as :class:`FinetuneConfig` (so runs resume and recipes load the same way); only
+    the defaults differ.
+    """
+
+    weights: str = "none"
+    head_epochs: int = 0
+    epochs: int = 30
+    lr: float = 0.05  # SGD at batch 32 (linear scaling of ~0.4 at 256)
+    optimizer: str = "sgd"
+    weight_decay: float = 5e-5
+    warmup_epochs: float = 3.0
+    augment: str = "medium"
+    drop_path_rate: float = 0.2
+    min_lr: float = 1e-5
+
+
 def _coerce(name: str, value: Any, hint: Any) -> Any:
     """YAML/flag values to the field's type (ints for floats are fine; strings for numbers not)."""
     text = str(hint)
@@ -137,6 +174,10 @@ def merge_config(base: FinetuneConfig, overrides: dict[str, Any]) -> FinetuneCon
         raise ValueError(f"unknown config key(s) {unknown}; known keys: {', '.join(sorted(known))}")
     hints = get_type_hints(type(base))
     values = {k: _coerce(k, v, hints[k]) for k, v in overrides.items()}
+    if isinstance(values.get("progressive"), dict):  # a recipe's YAML block -> the flag's text
+        from effnet.train.progressive import ProgressiveSchedule
+
+        values["progressive"] = ProgressiveSchedule.from_dict(values["progressive"]).to_text()
     return dataclasses.replace(base, **values)
 
 

@@ -3,6 +3,7 @@ under ``torchrun``, optionally class-balanced, with decoded images kept in memor
 
 from __future__ import annotations
 
+import contextlib
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -41,6 +42,19 @@ class CachedImages:
 
     def __init__(self) -> None:
         self._memo: dict[str, Image.Image] = {}
+
+    def prefill(self, paths: list[Path], progress: bool = False) -> None:
+        """Decode ``paths`` now, in this process, so that forked loader workers inherit them
+        (a worker's own memo would die with it at the end of every epoch)."""
+        from tqdm.auto import tqdm
+
+        from effnet.data import UnreadableImageError
+
+        for path in tqdm(
+            paths, desc="decode", unit="img", leave=False, disable=None if progress else True
+        ):
+            with contextlib.suppress(UnreadableImageError):  # reported when actually used
+                self(path)
 
     def __call__(self, path: str | os.PathLike[str]) -> Image.Image:
         key = os.fspath(path)
@@ -111,7 +125,9 @@ def make_loader(
         batch_size=batch_size,
         sampler=sampler,
         num_workers=n_workers,
-        generator=torch.Generator().manual_seed(seed),
+        # the sampler's seed is shared (ranks must agree on the permutation); augmentation
+        # randomness in the workers is per rank
+        generator=torch.Generator().manual_seed(seed + 104_729 * ctx.rank),
         drop_last=drop_last,
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=False,

@@ -44,13 +44,15 @@ from effnet.train.config import FinetuneConfig, load_config, save_config
 from effnet.train.distributed import DistContext, init_distributed
 from effnet.train.ema import ModelEma
 from effnet.train.features import extract_features
-from effnet.train.loaders import CachedImages, epoch_seed, make_loader
+from effnet.train.loaders import CachedImages, epoch_seed, make_loader, num_workers
 from effnet.train.loop import EpochStats, evaluate, resolve_amp, train_one_epoch
 from effnet.train.metrics import classification_report
 from effnet.train.optim import build_optimizer, lr_lambda
+from effnet.train.progressive import ProgressiveSchedule
+from effnet.train.syncbn import convert_sync_batchnorm
 from effnet.weights.native import save_model
 
-__all__ = ["FinetuneResult", "finetune"]
+__all__ = ["FinetuneResult", "finetune", "train"]
 
 
 @dataclass
@@ -79,6 +81,7 @@ class _Run:
     amp_dtype: torch.dtype | None
     image_loader: Callable[[Any], Any] | None
     on_step: Callable[[], None] | None = None
+    epoch_extra: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     timings: dict[str, float] = field(default_factory=dict)
     best_score: float = -math.inf
@@ -161,6 +164,7 @@ def _end_epoch(
         "lr": lr,
         "images_per_s": round(stats.images_per_s, 2),
         "seconds": round(stats.seconds, 2),
+        **run.epoch_extra,
     }
     if run.data.val is not None:
         val = evaluate(
@@ -345,16 +349,27 @@ def _phase_full(run: _Run, state: dict[str, Any], start_epoch: int) -> None:
     _freeze_backbone(model, frozen=False)
     train_model: nn.Module = model
     if ctx.enabled:
+        if c.sync_bn:
+            # swaps BatchNorm modules in place: parameters and state-dict keys stay the same
+            convert_sync_batchnorm(model, ctx.device)
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
-    optimizer = build_optimizer(model.named_parameters(), "adamw", c.lr, c.weight_decay)
+    optimizer = build_optimizer(
+        model.named_parameters(), c.optimizer, c.lr, c.weight_decay, c.momentum
+    )
     steps_per_epoch = _steps_per_epoch(run)
     total_steps = steps_per_epoch * c.epochs
     warmup = round(c.warmup_epochs * steps_per_epoch)
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer, lr_lambda(total_steps, warmup, min_ratio=c.min_lr / c.lr)
+    factor = lr_lambda(
+        total_steps,
+        warmup,
+        min_ratio=c.min_lr / c.lr,
+        schedule=c.schedule,
+        step_every=round(c.step_epochs * steps_per_epoch),
+        step_gamma=c.step_gamma,
     )
+    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
     scaler = torch.amp.GradScaler("cuda") if run.amp_dtype == torch.float16 else None
     ema = ModelEma(model, c.ema) if c.ema > 0 else None
     if state.get("phase") == "full" and "optimizer" in state:
@@ -366,18 +381,32 @@ def _phase_full(run: _Run, state: dict[str, Any], start_epoch: int) -> None:
             ema.load_state_dict(state["ema"])
     if state.get("phase") == "full" and "raw_model" in state:
         model.load_state_dict(state["raw_model"])
-    mixing = c.mixup > 0 or c.cutmix > 0
-    loss_fn = _loss_fn(c, run.data, ctx.device, mixing)
+    schedule = ProgressiveSchedule.parse(c.progressive) if c.progressive else None
+    if schedule is not None and start_epoch == 0:
+        run.log(
+            "progressive learning: "
+            + "; ".join(
+                f"stage {v.stage + 1} epochs {v.epochs[0] + 1}-{v.epochs[1] + 1}: {v.size}px"
+                + (f", randaug {v.magnitude}" if v.magnitude is not None else "")
+                + (f", mixup {v.mixup:g}" if v.mixup is not None else "")
+                + (f", cutmix {v.cutmix:g}" if v.cutmix is not None else "")
+                + (f", dropout {v.dropout:g}" if v.dropout is not None else "")
+                for v in schedule.table(c.epochs)
+            )
+        )
     stale = state.get("stale_epochs", 0)
     start = time.perf_counter()
     for epoch in range(start_epoch, c.epochs):
         seed = epoch_seed(c.seed, "full", epoch)
-        torch.manual_seed(seed)
+        torch.manual_seed(seed + 7_919 * ctx.rank)  # dropout/drop-path/mixup differ per rank
+        knobs = _epoch_knobs(c, schedule, epoch, model)
+        mixing = knobs["mixup"] > 0 or knobs["cutmix"] > 0
+        loss_fn = _loss_fn(c, run.data, ctx.device, mixing)
         mix = (
             MixupCutmix(
                 run.data.num_classes,
-                c.mixup,
-                c.cutmix,
+                knobs["mixup"],
+                knobs["cutmix"],
                 label_smoothing=c.label_smoothing,
                 seed=seed,
             )
@@ -385,8 +414,13 @@ def _phase_full(run: _Run, state: dict[str, Any], start_epoch: int) -> None:
             else None
         )
         transform = train_transform(
-            model.preprocess, c.augment, magnitude=c.magnitude, vflip=c.vflip
+            model.preprocess,
+            c.augment,
+            magnitude=knobs["magnitude"],
+            vflip=c.vflip,
+            size=knobs["size"],
         )
+        run.epoch_extra = {"size": knobs["size"]} if schedule is not None else {}
         stats = train_one_epoch(
             train_model,
             _train_loader(run, transform, seed),
@@ -427,6 +461,35 @@ def _phase_full(run: _Run, state: dict[str, Any], start_epoch: int) -> None:
     if ema is not None:
         model.load_state_dict(ema.module.state_dict())
     run.timings["full_seconds"] = round(time.perf_counter() - start, 2)
+
+
+def _epoch_knobs(
+    c: FinetuneConfig, schedule: ProgressiveSchedule | None, epoch: int, model: EfficientNet
+) -> dict[str, Any]:
+    """Image size, RandAugment magnitude, mixup/cutmix alpha and dropout for this epoch: the
+    config's values, or the progressive schedule's stage values where it sets them."""
+    knobs: dict[str, Any] = {
+        "size": None,
+        "magnitude": c.magnitude,
+        "mixup": c.mixup,
+        "cutmix": c.cutmix,
+    }
+    if schedule is not None:
+        v = schedule.at_epoch(epoch, c.epochs)
+        knobs["size"] = v.size
+        if v.magnitude is not None:
+            if c.augment not in ("medium", "heavy"):
+                raise ValueError(
+                    f"the progressive schedule sets RandAugment magnitudes, but augment is "
+                    f"{c.augment!r}; use --augment medium or heavy (they include RandAugment)"
+                )
+            knobs["magnitude"] = v.magnitude
+        for key in ("mixup", "cutmix"):
+            if getattr(v, key) is not None:
+                knobs[key] = getattr(v, key)
+        if v.dropout is not None:
+            model.dropout.p = v.dropout
+    return knobs
 
 
 def _steps_per_epoch(run: _Run) -> int:
@@ -476,6 +539,9 @@ def _prepare_run(config: FinetuneConfig, resume: bool) -> tuple[_Run, dict[str, 
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
     loader = CachedImages() if config.cache_images else None
+    if loader is not None and num_workers(config.workers) > 0:
+        parts = (data.train, data.val, data.test)
+        loader.prefill([p for part in parts if part for p, _ in part.samples], config.progress)
     run = _Run(config, ctx, run_dir, data, model, resolve_amp(config.amp, ctx.device), loader)
     run.history = list(state.get("history", []))
     run.best_score = float(state.get("best_score", -math.inf))
@@ -601,3 +667,16 @@ def _write_json(path: Path, data: dict[str, Any]) -> None:
     tmp = path.with_suffix(".tmp")
     tmp.write_text(json.dumps(data, indent=2) + "\n")
     tmp.replace(path)
+
+
+def train(
+    config: FinetuneConfig,
+    resume: bool = False,
+    on_step: Callable[[], None] | None = None,
+) -> FinetuneResult:
+    """Train from scratch: one phase, the same loop, checkpoints and reports as fine-tuning.
+
+    Pass a :class:`~effnet.train.config.TrainConfig` (random init, SGD, longer schedule); under
+    ``torchrun`` every process runs this and they form one job.
+    """
+    return finetune(config, resume=resume, on_step=on_step)
