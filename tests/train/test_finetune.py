@@ -39,7 +39,9 @@ def test_phases_change_exactly_the_parameters_they_should(
     folder: Path, weights: Path, tmp_path: Path
 ) -> None:
     before = state(weights)
-    head = finetune(tiny_config(folder, tmp_path / "head", weights=str(weights), epochs=0))
+    head = finetune(
+        tiny_config(folder, tmp_path / "head", weights=str(weights), epochs=0, bn_recalibrate=False)
+    )
     after_head = state(head.run_dir / "last.safetensors")
     for key, value in after_head.items():
         if key.startswith("classifier."):
@@ -47,7 +49,11 @@ def test_phases_change_exactly_the_parameters_they_should(
         else:
             # backbone weights *and* BatchNorm statistics untouched by phase 1
             assert torch.equal(value, before[key]), key
-    full = finetune(tiny_config(folder, tmp_path / "full", weights=str(weights), head_epochs=1))
+    full = finetune(
+        tiny_config(
+            folder, tmp_path / "full", weights=str(weights), head_epochs=1, bn_recalibrate=False
+        )
+    )
     after_full = state(full.run_dir / "last.safetensors")
     changed = [
         k
@@ -57,6 +63,30 @@ def test_phases_change_exactly_the_parameters_they_should(
     params = [k for k, _ in effnet.create_model("efficientnet_lite0").named_parameters()]
     assert set(params) <= set(changed)  # phase 2 trains every parameter
     assert any("running_mean" in k for k in changed)  # and BatchNorm statistics adapt
+
+
+def test_bn_recalibration_measures_the_data_and_changes_no_weight(
+    folder: Path, weights: Path, tmp_path: Path
+) -> None:
+    from effnet.data import eval_transform, load_image
+
+    before = state(weights)
+    run = finetune(tiny_config(folder, tmp_path / "adabn", weights=str(weights), epochs=0))
+    after = state(run.run_dir / "last.safetensors")
+    for key, value in after.items():
+        if "running_" in key or "num_batches" in key or key.startswith("classifier."):
+            continue
+        assert torch.equal(value, before[key]), key  # no weight changes
+    # the stem's BN mean is now the mean of the stem conv's outputs over the training images
+    model = effnet.load_model(run.run_dir / "last.safetensors")
+    data = json.loads((run.run_dir / "data.json").read_text())["split"]
+    files = [folder / rel for rel, _ in data["splits"]["train"]["files"]]
+    transform = eval_transform(model)
+    x = torch.stack([transform(load_image(f)) for f in files])
+    with torch.no_grad():
+        expected = model.stem.conv(x).mean(dim=(0, 2, 3))
+    torch.testing.assert_close(after["stem.bn.running_mean"], expected, atol=1e-4, rtol=1e-4)
+    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
 
 
 def test_cached_phase_one_matches_uncached(folder: Path, weights: Path, tmp_path: Path) -> None:

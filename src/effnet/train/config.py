@@ -40,6 +40,7 @@ class FinetuneConfig:
     image_size: int | None = None  # train/eval size (default: the weights' size)
     drop_rate: float | None = None  # dropout before the classifier (default: the variant's)
     drop_path_rate: float = 0.1  # stochastic depth for fine-tuning
+    bn_recalibrate: bool = True  # re-estimate BatchNorm statistics on the data first (AdaBN)
     # phase 1: the new head on a frozen backbone
     head_epochs: int = 2
     head_lr: float = 1e-3
@@ -161,8 +162,17 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
         if isinstance(value, str) and value.lower() in ("true", "yes", "1", "false", "no", "0"):
             return value.lower() in ("true", "yes", "1")
         raise ValueError(f"{name} expects true/false, got {value!r}")
-    if "float" in text and isinstance(value, (int, float)) and not isinstance(value, bool):
-        return float(value)
+    if "float" in text and not isinstance(value, bool):
+        # YAML reads "1e-4" (no dot) as a string: accept it as the number it obviously is
+        try:
+            return float(value)
+        except (TypeError, ValueError):
+            raise ValueError(f"{name} expects a number, got {value!r}") from None
+    if "int" in text and isinstance(value, str):
+        try:
+            return int(value)
+        except ValueError:
+            raise ValueError(f"{name} expects a whole number, got {value!r}") from None
     return value
 
 

@@ -38,6 +38,7 @@ from effnet.data import (
     train_transform,
 )
 from effnet.factory import create_model
+from effnet.layers import DropPath
 from effnet.model import EfficientNet
 from effnet.train.checkpoint import load_training_state, save_training_state
 from effnet.train.config import FinetuneConfig, load_config, save_config
@@ -241,6 +242,57 @@ def _train_loader(run: _Run, transform: Any, seed: int) -> Any:
 
 # ----------------------------------------------------------------------------------------------
 # phase 1: the head
+
+
+@torch.no_grad()
+def _recalibrate_bn(run: _Run) -> None:
+    """Re-estimate every BatchNorm's running statistics on the training images (AdaBN).
+
+    Pretrained statistics describe ImageNet. The frozen backbone of phase 1 normalises the target
+    data with them, but phase 2 trains with batch statistics of the target data: the head learnt
+    in phase 1 then sees shifted features and the loss jumps when phase 2 starts. Measuring the
+    statistics on the target data first (no weight changes) makes both phases see the same
+    features. Deterministic: the eval-style transform and a seeded order.
+    """
+    c, model = run.config, run.model
+    start = time.perf_counter()
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
+    momenta = [bn.momentum for bn in bns]
+    model.train()  # batch statistics everywhere ...
+    for m in model.modules():
+        if isinstance(m, (DropPath, nn.Dropout)):
+            m.eval()  # ... but no random drops: the statistics of the plain network
+    for bn in bns:
+        bn.reset_running_stats()
+    # A fixed shuffle so batches mix classes, and momentum n_batch / n_seen so every image
+    # weighs the same: the running means become the exact dataset means.
+    loader = make_loader(
+        run.data.train,
+        train_transform(model.preprocess, "none"),
+        run.ctx,
+        batch_size=c.eval_batch_size,
+        train=True,
+        seed=c.seed,
+        workers=c.workers,
+        loader=run.image_loader,
+    )
+    seen = 0
+    for images, _ in loader:
+        images = images.to(run.ctx.device)
+        if c.channels_last:
+            images = images.contiguous(memory_format=torch.channels_last)
+        seen += images.shape[0]
+        for bn in bns:
+            bn.momentum = images.shape[0] / seen
+        model(images)
+    for bn, momentum in zip(bns, momenta):
+        bn.momentum = momentum
+    model.eval()
+    run.timings["bn_recalibrate_seconds"] = round(time.perf_counter() - start, 2)
+    run.log(
+        f"recalibrated {len(bns)} BatchNorm layers on the training images "
+        f"({run.timings['bn_recalibrate_seconds']:.1f}s)"
+    )
 
 
 def _phase_head(run: _Run, state: dict[str, Any], start_epoch: int) -> None:
@@ -578,6 +630,8 @@ def finetune(
         f"{run.model.preprocess.input_size}px; run dir {run.run_dir}"
     )
     phase, done = state.get("phase"), int(state.get("epoch", 0))
+    if c.bn_recalibrate and not state:
+        _recalibrate_bn(run)
     if c.head_epochs and not (phase == "full" or (phase == "head" and done >= c.head_epochs)):
         _phase_head(run, state, done if phase == "head" else 0)
     if c.epochs:
