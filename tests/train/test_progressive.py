@@ -9,7 +9,7 @@ import pytest
 import torch
 from finetune_fixtures import make_folder, tiny_config
 
-import effnet.train.finetuning as ft
+import effnet.train.phases as ft
 from effnet.train import FinetuneConfig, finetune
 from effnet.train.progressive import ProgressiveSchedule
 
