@@ -57,6 +57,7 @@ class FinetuneConfig:
     step_gamma: float = 0.97
     warmup_epochs: float = 1.0
     min_lr: float = 1e-6
+    freeze_stages: int = 0  # keep the stem and this many early stages frozen in phase 2
     augment: str = "light"  # none | light | medium | heavy
     magnitude: int | None = None  # RandAugment magnitude for medium/heavy (default 9)
     vflip: bool = False  # also flip vertically (top/bottom-symmetric data)
@@ -70,7 +71,7 @@ class FinetuneConfig:
     progressive: str | None = None  # e.g. "stages=4,size=128:224,randaug=5:15,dropout=0.1:0.3"
     sync_bn: bool = False  # SyncBatchNorm across ranks under torchrun
     early_stop: int = 0  # stop phase 2 after this many epochs without improvement (0 = off)
-    tta: bool = False  # also average predictions over flips at evaluation
+    tta: bool = False  # average test predictions over flips (vertical ones too with --vflip)
     # execution
     batch_size: int = 32
     eval_batch_size: int = 64
@@ -142,6 +143,7 @@ class TrainConfig(FinetuneConfig):
     """
 
     weights: str = "none"
+    bn_recalibrate: bool = False  # no pretrained statistics to correct
     head_epochs: int = 0
     epochs: int = 30
     lr: float = 0.05  # SGD at batch 32 (linear scaling of ~0.4 at 256)

@@ -165,6 +165,7 @@ def _finish(run: Run) -> FinetuneResult:
             amp_dtype=run.amp_dtype,
             channels_last=c.channels_last,
             tta=c.tta,
+            tta_vflip=c.tta and c.vflip,
         )
         report["test"] = classification_report(test.targets, test.preds, run.data.classes)
         report["test"]["loss"] = test.loss

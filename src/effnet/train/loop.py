@@ -107,18 +107,22 @@ def train_one_epoch(
     desc: str = "train",
     on_step: Callable[[], None] | None = None,
     frozen_backbone: bool = False,
+    frozen_modules: tuple[nn.Module, ...] = (),
 ) -> EpochStats:
     """One pass over ``loader``; returns loss and accuracy averaged over all ranks.
 
     ``frozen_backbone`` keeps everything but the head's dropout in eval mode: BatchNorm
     statistics stay frozen and stochastic depth is off, so the backbone is a fixed feature
-    extractor (phase 1 of fine-tuning).
+    extractor (phase 1 of fine-tuning). ``frozen_modules`` stay in eval mode while the rest
+    trains (the early stages that phase 2 may leave frozen).
     """
     if frozen_backbone:
         model.eval()
         getattr(getattr(model, "module", model), "dropout", nn.Identity()).train()
     else:
         model.train()
+        for module in frozen_modules:
+            module.eval()
     device = ctx.device
     total = len(loader)  # type: ignore[arg-type]
     sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
@@ -180,9 +184,12 @@ def train_one_epoch(
     return EpochStats(float(sums[0]) / n, float(sums[1]) / n, int(sums[2]), seconds)
 
 
-def _flips(x: torch.Tensor) -> Iterator[torch.Tensor]:
+def _flips(x: torch.Tensor, vertical: bool) -> Iterator[torch.Tensor]:
     yield x
     yield x.flip(-1)
+    if vertical:  # for top/bottom-symmetric data trained with vertical flips too
+        yield x.flip(-2)
+        yield x.flip(-2, -1)
 
 
 @torch.no_grad()
@@ -194,12 +201,14 @@ def evaluate(
     amp_dtype: torch.dtype | None = None,
     channels_last: bool = False,
     tta: bool = False,
+    tta_vflip: bool = False,
     progress: bool = False,
     desc: str = "eval",
 ) -> EvalResult:
     """Logits for every sample (gathered from all ranks), mean cross-entropy and accuracy.
 
-    ``tta`` averages the softmax over the image and its horizontal flip.
+    ``tta`` averages the softmax over the image and its horizontal flip (``tta_vflip``: also
+    the vertical and the double flip).
     """
     model.eval()
     device = ctx.device
@@ -210,7 +219,9 @@ def evaluate(
         images = _prepare(images, device, channels_last)
         with autocast(device, amp_dtype):
             if tta:
-                probs = torch.stack([model(v).float().softmax(1) for v in _flips(images)]).mean(0)
+                probs = torch.stack(
+                    [model(v).float().softmax(1) for v in _flips(images, tta_vflip)]
+                ).mean(0)
                 logits = probs.clamp_min(1e-12).log()
             else:
                 logits = model(images).float()

@@ -24,6 +24,7 @@ from effnet.train.run import (
     Run,
     end_epoch,
     freeze_backbone,
+    freeze_early_stages,
     make_loss,
     steps_per_epoch,
     train_loader,
@@ -74,6 +75,15 @@ def recalibrate_bn(run: Run) -> None:
         for bn in bns:
             bn.momentum = images.shape[0] / seen
         model(images)
+    if run.ctx.enabled:  # every rank saw its own shard: pool the statistics, weighted by images
+        count = run.ctx.all_reduce_sum(
+            torch.tensor([float(seen)], dtype=torch.float64, device=run.ctx.device)
+        )
+        for bn in bns:
+            for stat in (bn.running_mean, bn.running_var):
+                if stat is not None:
+                    pooled = run.ctx.all_reduce_sum(stat.double() * seen) / count
+                    stat.copy_(pooled.to(stat.dtype))
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     model.eval()
@@ -188,6 +198,7 @@ def head_epoch_cached(
 def phase_full(run: Run, state: dict[str, Any], start_epoch: int) -> None:
     c, model, ctx = run.config, run.model, run.ctx
     freeze_backbone(model, frozen=False)
+    frozen = freeze_early_stages(model, c.freeze_stages)
     train_model: nn.Module = model
     if ctx.enabled:
         if c.sync_bn:
@@ -280,6 +291,7 @@ def phase_full(run: Run, state: dict[str, Any], start_epoch: int) -> None:
             progress=c.progress,
             desc=f"full {epoch + 1}/{c.epochs}",
             on_step=run.on_step,
+            frozen_modules=frozen,
         )
         eval_model = ema.module if ema is not None else model
         state.update(

@@ -97,6 +97,24 @@ def freeze_backbone(model: EfficientNet, frozen: bool) -> None:
         p.requires_grad_(not frozen or name.startswith("classifier."))
 
 
+def freeze_early_stages(model: EfficientNet, stages: int) -> tuple[nn.Module, ...]:
+    """Keep the stem and the first ``stages`` stages fixed (weights and BatchNorm statistics).
+
+    Early stages run at the highest resolutions, so their backward pass is the most expensive,
+    and their generic edge/texture filters need the least adaptation: freezing them buys a
+    large share of the training time back for little accuracy.
+    """
+    if not 0 <= stages <= len(model.stages):
+        raise ValueError(f"freeze_stages must be in 0..{len(model.stages)}, got {stages}")
+    if stages == 0:
+        return ()
+    frozen = (model.stem, *model.stages[:stages])
+    for module in frozen:
+        for p in module.parameters():
+            p.requires_grad_(False)
+    return frozen
+
+
 # ----------------------------------------------------------------------------------------------
 # checkpoints and epoch bookkeeping
 
