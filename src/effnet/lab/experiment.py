@@ -1,0 +1,228 @@
+"""What search and compare share: trial configs from candidates, the manifest, the summaries."""
+
+from __future__ import annotations
+
+import csv
+import dataclasses
+import math
+import statistics
+from collections.abc import Callable, Iterable, Sequence
+from pathlib import Path
+from typing import Any
+
+from effnet._version import __version__
+from effnet.lab.families import Candidate, LabBase
+from effnet.lab.runner import write_json
+from effnet.lab.trial import DataConfig, Recipe
+from effnet.specs import spec_to_dict
+
+__all__ = [
+    "SUMMARY_COLUMNS",
+    "TIE",
+    "aggregate",
+    "macs_unit",
+    "standard_error",
+    "trial_config",
+    "write_manifest",
+    "write_summary",
+]
+
+TIE = 1e-9
+"""Accuracies closer than this are equal: means of equal accuracies can differ in the last bit."""
+
+SUMMARY_COLUMNS = (
+    "id",
+    "strategy",
+    "target",
+    "seed",
+    "alpha",
+    "beta",
+    "gamma",
+    "phi",
+    "depth",
+    "width",
+    "resolution",
+    "params",
+    "macs",
+    "gmacs",
+    "macs_ratio",
+    "macs_error",
+    "val_acc",
+    "test_acc",
+    "train_acc",
+    "latency_ms",
+    "train_s",
+    "wall_s",
+    "status",
+)
+
+
+def macs_unit(macs: Iterable[float | int | None]) -> tuple[float, str]:
+    """``(divisor, unit)`` to show these MACs in: MMACs below 1 GMAC, else GMACs.
+
+    One rule for every table and plot of the lab: a scaled-down base costs a few MMACs, which
+    in GMACs would print as 0.001 and 0.002 for models that differ by 2x.
+    """
+    largest = max((m for m in macs if m is not None), default=0)
+    return (1e6, "MMACs") if largest < 1e9 else (1e9, "GMACs")
+
+
+def trial_config(
+    kind: str,
+    trial_id: str,
+    candidate: Candidate,
+    seed: int,
+    data: DataConfig,
+    recipe: Recipe,
+) -> dict[str, Any]:
+    """The JSON-able config :func:`effnet.lab.trial.run_trial` takes for one candidate."""
+    how = candidate.to_dict()
+    return {
+        "id": trial_id,
+        "kind": kind,
+        "strategy": candidate.strategy,
+        "target": candidate.target,
+        "seed": seed,
+        "alpha": how["alpha"],
+        "beta": how["beta"],
+        "gamma": how["gamma"],
+        "phi": how["phi"],
+        "depth": how["depth"],
+        "width": how["width"],
+        "macs_ratio": how["macs_ratio"],
+        "macs_error": how["macs_error"],
+        "spec": spec_to_dict(candidate.spec),
+        "data": dataclasses.asdict(data),
+        "recipe": dataclasses.asdict(recipe),
+    }
+
+
+def write_manifest(
+    out_dir: Path,
+    kind: str,
+    base: LabBase,
+    data: DataConfig,
+    recipe: Recipe,
+    seeds: Sequence[int],
+    candidates: Iterable[Candidate],
+    **extra: Any,
+) -> Path:
+    """``lab.json``: the resolved experiment, written before any trial runs."""
+    path = out_dir / "lab.json"
+    write_json(
+        path,
+        {
+            "kind": kind,
+            "effnet": __version__,
+            "base": base.to_dict(),
+            "base_note": base.describe(),
+            "data": dataclasses.asdict(data),
+            "recipe": dataclasses.asdict(recipe),
+            "seeds": list(seeds),
+            **extra,
+            "candidates": [c.to_dict() for c in candidates],
+        },
+    )
+    return path
+
+
+def _mean_spread(values: Sequence[float], prefix: str) -> dict[str, float | None]:
+    if not values:
+        return {
+            f"{prefix}_mean": None,
+            f"{prefix}_std": None,
+            f"{prefix}_min": None,
+            f"{prefix}_max": None,
+        }
+    return {
+        f"{prefix}_mean": statistics.fmean(values),
+        f"{prefix}_std": statistics.stdev(values) if len(values) > 1 else None,
+        f"{prefix}_min": min(values),
+        f"{prefix}_max": max(values),
+    }
+
+
+def aggregate(
+    results: Sequence[dict[str, Any]], key: Callable[[dict[str, Any]], Any]
+) -> dict[Any, dict[str, Any]]:
+    """Mean / std / min / max of val and test accuracy and latency over seeds, per ``key``."""
+    groups: dict[Any, list[dict[str, Any]]] = {}
+    for r in results:
+        if r.get("status") == "ok":
+            groups.setdefault(key(r), []).append(r)
+    out: dict[Any, dict[str, Any]] = {}
+    for k, rows in groups.items():
+        first = rows[0]
+        row: dict[str, Any] = {
+            "key": k,
+            **{
+                c: first.get(c)
+                for c in (
+                    "strategy",
+                    "target",
+                    "alpha",
+                    "beta",
+                    "gamma",
+                    "phi",
+                    "depth",
+                    "width",
+                    "resolution",
+                    "params",
+                    "macs",
+                    "gmacs",
+                    "macs_ratio",
+                    "macs_error",
+                    "val_images",
+                )
+            },
+            "seeds": sorted(r["seed"] for r in rows),
+            "val_accs": [r["val_acc"] for r in sorted(rows, key=lambda r: r["seed"])],
+        }
+        row.update(
+            _mean_spread([r["val_acc"] for r in rows if r.get("val_acc") is not None], "val_acc")
+        )
+        row.update(
+            _mean_spread([r["test_acc"] for r in rows if r.get("test_acc") is not None], "test_acc")
+        )
+        lat = [r["latency_ms"] for r in rows if r.get("latency_ms") is not None]
+        row["latency_ms"] = statistics.median(lat) if lat else None
+        row["wall_s"] = sum(r.get("wall_s", 0.0) for r in rows)
+        out[k] = row
+    return out
+
+
+def standard_error(row: dict[str, Any], metric: str = "val_acc") -> float | None:
+    """Standard error of a mean accuracy: the spread across seeds (when there are several)
+    combined with the binomial error of measuring an accuracy on ``val_images`` images.
+
+    More seeds shrink the first term only; the second is the size of the validation set, which
+    every seed shares. At 400 images and 80% it is 2 points, more than most seed spreads.
+    """
+    p, images = row.get(f"{metric}_mean"), row.get("val_images")
+    if p is None:
+        return None
+    variance = 0.0
+    n, std = len(row.get("seeds", [])), row.get(f"{metric}_std")
+    if n > 1 and std is not None:
+        variance += std**2 / n
+    if images:
+        variance += max(p * (1 - p), 0.0) / images
+    return math.sqrt(variance) if variance > 0 else None
+
+
+def write_summary(
+    out_dir: Path, results: Sequence[dict[str, Any]], extra: dict[str, Any]
+) -> dict[str, str]:
+    """``results.csv`` (one row per trial) and ``results.json`` (trials + ``extra``)."""
+    csv_path = out_dir / "results.csv"
+    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
+    with tmp.open("w", newline="", encoding="utf-8") as fh:
+        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+        writer.writeheader()
+        for r in results:
+            writer.writerow({c: r.get(c) for c in SUMMARY_COLUMNS})
+    tmp.replace(csv_path)
+    json_path = out_dir / "results.json"
+    trials = [{k: v for k, v in r.items() if k not in ("spec", "traceback")} for r in results]
+    write_json(json_path, {**extra, "trials": trials})
+    return {"csv": str(csv_path), "json": str(json_path)}
