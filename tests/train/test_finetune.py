@@ -279,3 +279,15 @@ def test_real_elpv_cells_grayscale_through_rgb_stem(tmp_path: Path) -> None:
     assert test["num_samples"] == 393  # 15% of 2,624, stratified per class
     assert test["accuracy"] > 0.7  # a linear head on frozen ImageNet features already works
     assert result.timings["head_cached_features"] == 1.0
+
+
+def test_top_level_python_api_is_the_workflow() -> None:
+    """`effnet.finetune(config)` as the issue and README promise, without importing effnet.train."""
+    import effnet
+    import effnet.train
+
+    assert effnet.finetune is effnet.train.finetune
+    assert effnet.FinetuneConfig is effnet.train.FinetuneConfig
+    assert effnet.TrainConfig().weights == "none"  # from scratch by default
+    with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
+        _ = effnet.nonsense  # type: ignore[attr-defined]

@@ -45,7 +45,9 @@ def add_config_flags(parser: argparse.ArgumentParser, cls: type = FinetuneConfig
         flag = "--" + f.name.replace("_", "-")
         hint = str(hints[f.name])
         default = f.default if f.default is not dataclasses.MISSING else None
-        text = f"{helps.get(f.name, '')} (default: {default})"
+        text = helps.get(f.name, "")
+        if "default" not in text:  # a comment that explains its default keeps its own words
+            text = f"{text} (default: {default})"
         if "bool" in hint:
             parser.add_argument(
                 flag, action=argparse.BooleanOptionalAction, default=None, help=text

@@ -1,7 +1,13 @@
 """Training: plain functions for an epoch and an evaluation, and the workflows built on them."""
 
-from effnet.train.config import FinetuneConfig, load_config, merge_config, save_config
-from effnet.train.finetuning import FinetuneResult, finetune
+from effnet.train.config import (
+    FinetuneConfig,
+    TrainConfig,
+    load_config,
+    merge_config,
+    save_config,
+)
+from effnet.train.finetuning import FinetuneResult, finetune, train
 from effnet.train.loop import EpochStats, EvalResult, evaluate, train_one_epoch
 from effnet.train.metrics import classification_report, confusion_matrix
 
@@ -10,6 +16,7 @@ __all__ = [
     "EvalResult",
     "FinetuneConfig",
     "FinetuneResult",
+    "TrainConfig",
     "classification_report",
     "confusion_matrix",
     "evaluate",
@@ -17,5 +24,6 @@ __all__ = [
     "load_config",
     "merge_config",
     "save_config",
+    "train",
     "train_one_epoch",
 ]
