@@ -46,7 +46,7 @@ def test_none_is_deterministic_and_equals_eval_at_the_same_size(picture: Image.I
     assert is_deterministic("none")
 
 
-@pytest.mark.parametrize("preset", ["light", "medium", "heavy"])
+@pytest.mark.parametrize("preset", ["flip", "light", "medium", "heavy"])
 def test_random_presets_vary_between_draws(preset: str, picture: Image.Image) -> None:
     t = train_transform(24, preset)
     outs = []
@@ -58,6 +58,24 @@ def test_random_presets_vary_between_draws(preset: str, picture: Image.Image) ->
     torch.manual_seed(0)
     again = t(picture)
     torch.testing.assert_close(again, outs[0], atol=0, rtol=0)  # seeded -> reproducible
+
+
+def test_flip_is_the_eval_view_flipped_never_cropped(picture: Image.Image) -> None:
+    """ "flip" keeps every pixel of the eval view (a crop could cut a small defect out)."""
+    cfg = PreprocessConfig(input_size=24)
+    view = eval_transform(cfg)(picture)
+    flips = [view, view.flip(-1), view.flip(-2), view.flip(-2, -1)]
+    t = train_transform(cfg, "flip", vflip=True)
+    seen = set()
+    for seed in range(16):
+        torch.manual_seed(seed)
+        out = t(picture)
+        matches = [i for i, f in enumerate(flips) if torch.allclose(out, f, atol=1e-6)]
+        assert len(matches) >= 1
+        seen.update(matches)
+    assert seen == {0, 1, 2, 3}  # all four flips occur
+    only_h = [type(s).__name__ for s in train_transform(cfg, "flip").transforms]
+    assert "RandomHorizontalFlip" in only_h and "RandomVerticalFlip" not in only_h
 
 
 def test_size_override_keeps_weights_statistics(picture: Image.Image) -> None:
@@ -90,7 +108,7 @@ def test_grayscale_training_for_one_channel_models(picture: Image.Image) -> None
 
 
 def test_unknown_preset_is_named() -> None:
-    with pytest.raises(ValueError, match=r"unknown augmentation preset 'strong'.*none, light"):
+    with pytest.raises(ValueError, match=r"preset 'strong'.*none, flip, light"):
         train_transform(24, "strong")
     with pytest.raises(ValueError, match="unknown augmentation preset"):
         is_deterministic("strong")

@@ -291,3 +291,19 @@ def test_top_level_python_api_is_the_workflow() -> None:
     assert effnet.TrainConfig().weights == "none"  # from scratch by default
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
         _ = effnet.nonsense  # type: ignore[attr-defined]
+
+
+def test_image_size_and_crop_pct_set_the_preprocessing_that_travels() -> None:
+    """`--image-size` keeps the weights' crop ratio; `--crop-pct 1.0` keeps the whole image."""
+    import effnet
+    from effnet.train.run import with_size
+
+    model = effnet.create_model("efficientnet_lite0")
+    assert (model.preprocess.input_size, model.preprocess.resize_size) == (224, 256)
+    with_size(model, 192)
+    assert (model.preprocess.input_size, model.preprocess.resize_size) == (192, 219)
+    with_size(model, 224, 1.0)
+    assert (model.preprocess.input_size, model.preprocess.resize_size) == (224, 224)
+    assert model.preprocess.crop_pct == 1.0
+    with pytest.raises(ValueError, match=r"crop_pct must be in \(0, 1\]"):
+        with_size(model, 224, 1.5)

@@ -36,7 +36,7 @@ __all__ = [
     "train_transform",
 ]
 
-Preset = Literal["none", "light", "medium", "heavy"]
+Preset = Literal["none", "flip", "light", "medium", "heavy"]
 PRESETS: tuple[str, ...] = get_args(Preset)
 
 RANDAUGMENT_BINS = 31  # torchvision's default: magnitudes 0..30, the paper's scale is 0..10+
@@ -75,8 +75,9 @@ def train_transform(
     ``preprocess`` is the weights' :class:`PreprocessConfig` (its interpolation and mean/std are
     reused) or a bare image size (ImageNet mean/std, bicubic). ``size`` overrides the output size
     for progressive learning; ``magnitude`` (0..30) overrides RandAugment's strength for the
-    ``medium`` and ``heavy`` presets. ``vflip`` adds vertical flips (top/bottom-symmetric data
-    such as solar cells or micrographs) to the random presets.
+    ``medium`` and ``heavy`` presets. ``flip`` is the eval view with random flips only (no
+    crop can cut a small defect out of the picture). ``vflip`` adds vertical flips
+    (top/bottom-symmetric data such as solar cells or micrographs) to the random presets.
     """
     _check_preset(preset)
     cfg = PreprocessConfig(input_size=preprocess) if isinstance(preprocess, int) else preprocess
@@ -103,10 +104,14 @@ def train_transform(
     mean, std = normalize_stats(cfg, chans)
 
     steps: list[object] = [ConvertChannels(chans)]
-    if preset == "none":
+    if preset in ("none", "flip"):
         # Keep the weights' resize/crop ratio at whatever size progressive learning asks for.
         resize = round(cfg.resize_size * out / cfg.input_size)
         steps += [v2.Resize(resize, interpolation=interp, antialias=True), v2.CenterCrop(out)]
+        if preset == "flip":  # the eval view, flipped: no crop can cut a small defect out
+            steps.append(v2.RandomHorizontalFlip())
+            if vflip:
+                steps.append(v2.RandomVerticalFlip())
     else:
         steps += [
             v2.RandomResizedCrop(out, scale=CROP_SCALE, interpolation=interp, antialias=True),

@@ -48,7 +48,7 @@ from effnet.train.optim import build_optimizer, lr_lambda
 __all__ = ["AUGMENTS", "DataConfig", "Recipe", "failed_result", "load_lab_data", "run_trial"]
 
 _OPTIMIZERS = ("adamw", "sgd", "rmsprop")  # what effnet.train.optim.build_optimizer builds
-AUGMENTS = ("flip", *PRESETS)
+AUGMENTS = PRESETS  # "flip" included: the eval view, flipped, never cropped
 """``flip``: the eval pipeline plus random horizontal (and with ``vflip`` vertical) flips. Random
 crops can cut a small defect out of the picture and leave its label wrong; flips never do."""
 

@@ -16,7 +16,7 @@ import yaml
 
 __all__ = ["FinetuneConfig", "TrainConfig", "load_config", "merge_config", "save_config"]
 
-AUGMENTS = ("none", "light", "medium", "heavy")
+AUGMENTS = ("none", "flip", "light", "medium", "heavy")
 BALANCE = ("none", "sampler", "loss")
 AMP = ("auto", "none", "bf16", "fp16")
 OPTIMIZERS = ("adamw", "sgd", "rmsprop")
@@ -38,6 +38,7 @@ class FinetuneConfig:
     model: str = "efficientnet_lite0"
     weights: str = "default"  # default | none (random init) | a weight tag | a file
     image_size: int | None = None  # train/eval size (default: the weights' size)
+    crop_pct: float | None = None  # center-crop share (default: the weights'; 1.0 = whole image)
     drop_rate: float | None = None  # dropout before the classifier (default: the variant's)
     drop_path_rate: float = 0.1  # stochastic depth for fine-tuning
     bn_recalibrate: bool = True  # re-estimate BatchNorm statistics on the data first (AdaBN)
@@ -58,7 +59,7 @@ class FinetuneConfig:
     warmup_epochs: float = 1.0
     min_lr: float = 1e-6
     freeze_stages: int = 0  # keep the stem and this many early stages frozen in phase 2
-    augment: str = "light"  # none | light | medium | heavy
+    augment: str = "light"  # none | flip (no crop) | light | medium | heavy
     magnitude: int | None = None  # RandAugment magnitude for medium/heavy (default 9)
     vflip: bool = False  # also flip vertically (top/bottom-symmetric data)
     mixup: float = 0.0  # mixup alpha (0 = off)

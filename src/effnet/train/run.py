@@ -56,13 +56,21 @@ def fractions_of(split: str) -> SplitFractions:
     return SplitFractions.parse(split)
 
 
-def with_size(model: EfficientNet, size: int | None) -> None:
-    """Train and evaluate at ``size`` while keeping the weights' resize/crop ratio."""
-    if size is None or size == model.preprocess.input_size:
-        return
+def with_size(model: EfficientNet, size: int | None, crop_pct: float | None = None) -> None:
+    """Train and evaluate at ``size``; keep the weights' resize/crop ratio unless ``crop_pct``
+    says how much of the image the center crop keeps (1.0: all of it, only resized)."""
     pre = model.preprocess
-    resize = round(pre.resize_size * size / pre.input_size)
-    model.preprocess = dataclasses.replace(pre, input_size=size, resize=resize)
+    size = pre.input_size if size is None else size
+    if crop_pct is None:
+        if size == pre.input_size:
+            return
+        resize = round(pre.resize_size * size / pre.input_size)
+        model.preprocess = dataclasses.replace(pre, input_size=size, resize=resize)
+        return
+    if not 0.0 < crop_pct <= 1.0:
+        raise ValueError(f"crop_pct must be in (0, 1] (1.0 keeps the whole image), got {crop_pct}")
+    resize = int(size / crop_pct + 1e-6)
+    model.preprocess = dataclasses.replace(pre, input_size=size, crop_pct=crop_pct, resize=resize)
 
 
 def build_model(config: FinetuneConfig, data: SourceSplits) -> EfficientNet:
@@ -76,7 +84,7 @@ def build_model(config: FinetuneConfig, data: SourceSplits) -> EfficientNet:
     )
     assert isinstance(model, EfficientNet)
     model.class_names = list(data.classes)
-    with_size(model, config.image_size)
+    with_size(model, config.image_size, config.crop_pct)
     return model
 
 
