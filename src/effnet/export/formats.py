@@ -276,15 +276,8 @@ def export_torchscript(
         traced = torch.jit.trace(folded, (x,), check_trace=False)
         traced.save(str(path))
         loaded = torch.jit.load(str(path))
-    diff = float("nan")
-    if check:
-        diff = _parity(model, loaded, x, dynamic_batch)
-        _raise_if_over(diff, atol, "TorchScript")
-    meta = export_metadata(model, res, dynamic_batch, "torchscript", **(metadata or {}))
-    meta["parity_max_abs_diff"] = diff if check else None
-    _write_json_atomic(metadata_path(path), meta)
-    return ExportResult(
-        path, "torchscript", diff, atol, time.perf_counter() - start, metadata_path(path)
+    return _checked_result(
+        model, loaded, x, path, "torchscript", res, dynamic_batch, check, atol, metadata, start
     )
 
 
@@ -313,16 +306,33 @@ def export_program(
     program = torch.export.export(folded, (x,), dynamic_shapes=dynamic)
     torch.export.save(program, str(path))
     loaded = torch.export.load(str(path)).module()
+    return _checked_result(
+        model, loaded, x, path, "exported-program", res, dynamic_batch, check, atol, metadata, start
+    )
+
+
+def _checked_result(
+    model: nn.Module,
+    loaded: Any,
+    x: torch.Tensor,
+    path: Path,
+    fmt: str,
+    res: int,
+    dynamic_batch: bool,
+    check: bool,
+    atol: float,
+    metadata: dict[str, Any] | None,
+    start: float,
+) -> ExportResult:
+    """The parity check of a reloaded torch export, its metadata file, and the result."""
     diff = float("nan")
     if check:
         diff = _parity(model, loaded, x, dynamic_batch)
-        _raise_if_over(diff, atol, "ExportedProgram")
-    meta = export_metadata(model, res, dynamic_batch, "exported-program", **(metadata or {}))
+        _raise_if_over(diff, atol, {"torchscript": "TorchScript"}.get(fmt, "ExportedProgram"))
+    meta = export_metadata(model, res, dynamic_batch, fmt, **(metadata or {}))
     meta["parity_max_abs_diff"] = diff if check else None
     _write_json_atomic(metadata_path(path), meta)
-    return ExportResult(
-        path, "exported-program", diff, atol, time.perf_counter() - start, metadata_path(path)
-    )
+    return ExportResult(path, fmt, diff, atol, time.perf_counter() - start, metadata_path(path))
 
 
 def export_model(
