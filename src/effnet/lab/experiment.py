@@ -30,11 +30,7 @@ __all__ = [
 TIE = 1e-9
 """Accuracies closer than this are equal: means of equal accuracies can differ in the last bit."""
 
-SUMMARY_COLUMNS = (
-    "id",
-    "strategy",
-    "target",
-    "seed",
+MODEL_COLUMNS = (
     "alpha",
     "beta",
     "gamma",
@@ -47,6 +43,15 @@ SUMMARY_COLUMNS = (
     "gmacs",
     "macs_ratio",
     "macs_error",
+)
+"""What a trial's model is: its coefficients, multipliers and measured cost (same for all seeds)."""
+
+SUMMARY_COLUMNS = (
+    "id",
+    "strategy",
+    "target",
+    "seed",
+    *MODEL_COLUMNS,
     "val_acc",
     "test_acc",
     "train_acc",
@@ -155,26 +160,7 @@ def aggregate(
         first = rows[0]
         row: dict[str, Any] = {
             "key": k,
-            **{
-                c: first.get(c)
-                for c in (
-                    "strategy",
-                    "target",
-                    "alpha",
-                    "beta",
-                    "gamma",
-                    "phi",
-                    "depth",
-                    "width",
-                    "resolution",
-                    "params",
-                    "macs",
-                    "gmacs",
-                    "macs_ratio",
-                    "macs_error",
-                    "val_images",
-                )
-            },
+            **{c: first.get(c) for c in ("strategy", "target", *MODEL_COLUMNS, "val_images")},
             "seeds": sorted(r["seed"] for r in rows),
             "val_accs": [r["val_acc"] for r in sorted(rows, key=lambda r: r["seed"])],
         }
