@@ -33,7 +33,7 @@ DEMO_RUN ?= runs/demo-elpv-$(DEMO_STAMP)
 demo: $(VENV)/.demo
 	EFFNET_OFFLINE=1 $(VENV)/bin/effnet finetune --config recipes/elpv-lite0.yaml --out $(DEMO_RUN)
 	$(PY) -c "import pathlib, skimage.data as d, PIL.Image as I; p = pathlib.Path('runs/demo-photos'); p.mkdir(parents=True, exist_ok=True); [I.fromarray(getattr(d, n)()).save(p / (n + '.png')) for n in ('coffee', 'chelsea', 'astronaut', 'rocket')]"
-	EFFNET_OFFLINE=1 $(VENV)/bin/effnet predict runs/demo-photos --model efficientnet_lite0 --topk 3
+	EFFNET_OFFLINE=1 $(VENV)/bin/effnet predict runs/demo-photos --model tf_efficientnet_lite0 --topk 3
 	@echo "fine-tuning report and plots: $(DEMO_RUN)/report.json, $(DEMO_RUN)/curves.png, $(DEMO_RUN)/confusion.png"
 
 test: $(VENV)/.test

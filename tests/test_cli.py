@@ -50,7 +50,7 @@ def test_bad_input_names_the_fix(capsys: pytest.CaptureFixture[str]) -> None:
 
 def test_python_dash_m_entry_point() -> None:
     proc = subprocess.run(
-        [sys.executable, "-m", "effnet", "list", "*lite*", "--json"],
+        [sys.executable, "-m", "effnet", "list", "efficientnet_lite*", "--json"],
         capture_output=True,
         text=True,
         check=True,

@@ -31,16 +31,25 @@ def tiny_spec():
     )
 
 
-def test_every_variant_is_registered() -> None:
-    assert effnet.list_models() == sorted(PARAMS_1000)
-    assert effnet.list_models("*lite*") == [f"efficientnet_lite{i}" for i in range(5)]
+TV_NAMES = ["tv_efficientnet_b5", "tv_efficientnet_b6", "tv_efficientnet_b7",
+            "tv_efficientnetv2_l", "tv_efficientnetv2_m", "tv_efficientnetv2_s"]  # fmt: skip
 
 
-@pytest.mark.parametrize("name", sorted(PARAMS_1000))
+def test_every_variant_is_registered_in_every_flavour() -> None:
+    """timm's names (PyTorch-style and tf_ ports) for every variant; tv_ for torchvision's
+    eps-1e-3 networks."""
+    names = effnet.list_models()
+    assert sorted(n for n in names if not n.startswith(("tf_", "tv_"))) == sorted(PARAMS_1000)
+    assert sorted(n[3:] for n in names if n.startswith("tf_")) == sorted(PARAMS_1000)
+    assert sorted(n for n in names if n.startswith("tv_")) == TV_NAMES
+    assert effnet.list_models("efficientnet_lite*") == [f"efficientnet_lite{i}" for i in range(5)]
+
+
+@pytest.mark.parametrize("name", effnet.list_models())
 def test_parameter_count_is_exact(name: str) -> None:
     with torch.device("meta"):
         model = effnet.create_model(name)
-    assert n_params(model) == PARAMS_1000[name]
+    assert n_params(model) == PARAMS_1000[name.removeprefix("tf_").removeprefix("tv_")]
 
 
 def test_seed_fine_tuning_example() -> None:
@@ -161,8 +170,8 @@ def test_same_padding_values() -> None:
 
 
 def test_same_padded_model_sizes() -> None:
-    model = effnet.create_model("efficientnet_lite0", padding="same").eval()
-    feats = effnet.create_model("efficientnet_lite0", padding="same", features_only=True).eval()
+    model = effnet.create_model("tf_efficientnet_lite0").eval()
+    feats = effnet.create_model("tf_efficientnet_lite0", features_only=True).eval()
     for size in (225, 224, 97):
         x = torch.randn(1, 3, size, size)
         expected = size
@@ -201,7 +210,7 @@ def test_feature_maps(name: str, channels: list[int]) -> None:
 
 
 def test_scripted_and_exported_equal_eager() -> None:
-    model = effnet.create_model("efficientnet_lite0", padding="same", num_classes=10).eval()
+    model = effnet.create_model("tf_efficientnet_lite0", num_classes=10).eval()
     x = torch.randn(2, 3, 65, 64)
     ref = model(x)
     with warnings.catch_warnings():

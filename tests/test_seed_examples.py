@@ -1,8 +1,10 @@
-"""The seed document's timm snippets (sections 7.1, 7.2) run with ``effnet`` in place of ``timm``.
+"""The seed document's timm snippets (sections 7.1, 7.2) run with ``effnet`` in place of ``timm``,
+with the names the seed recommends (efficientnet_b0, tf_efficientnetv2_s, tf_efficientnetv2_m).
 
-``pretrained=True`` downloads torchvision's B0 weights on a networked machine. Here the test puts
-a file in that record's cache slot (random weights in torchvision's format) and runs offline, so
-the snippet exercises the real path: record -> cache -> torchvision key map -> model.
+``pretrained=True`` downloads the default weights (timm's, as in timm) on a networked machine.
+Offline, the snippet first fails with an error that names the file to fetch; the test then puts a
+file in that record's cache slot (random weights in the publisher's format), so the snippet runs
+the real path: record -> cache -> key map -> model.
 """
 
 from __future__ import annotations
@@ -18,7 +20,7 @@ import torch
 import torchvision
 
 import effnet
-from effnet.weights import default_record
+from effnet.weights import WeightRecord, default_record, find_record, from_effnet
 
 SNIPPET_7_1 = """
 import torch
@@ -95,17 +97,33 @@ if __name__ == "__main__":
 """
 
 
+def put_in_cache(cache: Path, record: WeightRecord) -> Path:
+    """Random weights in the record's publisher format, where ``fetch`` looks for the file."""
+    slot = cache / record.model / record.filename
+    slot.parent.mkdir(parents=True, exist_ok=True)
+    if record.source == "torchvision":
+        builder = record.origin.split("_Weights")[0].lower()  # EfficientNet_B0_Weights.X
+        state = torchvision.models.get_model(builder).state_dict()
+    else:
+        model = effnet.create_model(record.model)
+        state = from_effnet(model.state_dict(), model.spec, record.format)
+    torch.save(state, slot)
+    return slot
+
+
 @pytest.fixture
-def b0_in_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
-    record = default_record("efficientnet_b0")
-    assert record.source == "torchvision"
-    slot = tmp_path / "efficientnet_b0" / record.filename
-    slot.parent.mkdir(parents=True)
-    torch.save(torchvision.models.efficientnet_b0().state_dict(), slot)
+def offline_cache(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     monkeypatch.setenv("EFFNET_CACHE", str(tmp_path))
     monkeypatch.setenv("EFFNET_OFFLINE", "1")
     monkeypatch.setitem(sys.modules, "timm", effnet)  # `import timm` now means effnet
-    return slot
+    return tmp_path
+
+
+@pytest.fixture
+def b0_in_cache(offline_cache: Path) -> Path:
+    record = default_record("efficientnet_b0")
+    assert record.name == "efficientnet_b0.ra_in1k"  # timm's default, as in timm
+    return put_in_cache(offline_cache, record)
 
 
 def run_snippet(code: str) -> str:
@@ -131,11 +149,27 @@ def test_seed_7_2_fine_tuning_skeleton(b0_in_cache: Path) -> None:
     ]
 
 
-def test_pretrained_b0_uses_torchvision_numerics(b0_in_cache: Path) -> None:
-    """The record's options (BN eps 1e-5, symmetric padding) make it equal torchvision's model."""
+@pytest.mark.parametrize("name", ["tf_efficientnetv2_s", "tf_efficientnetv2_m"])
+def test_seed_7_1_with_the_recommended_v2_names(name: str, offline_cache: Path) -> None:
+    """Section 8 recommends timm with tf_efficientnetv2_s or _m: the 7.1 snippet runs with them."""
+    code = SNIPPET_7_1.replace('"efficientnet_b0"', f'"{name}"')
+    record = default_record(name)
+    with pytest.raises(OSError, match=rf"Download {record.url} and place the file at"):
+        run_snippet(code)  # offline with an empty cache: the error names the file to fetch
+    put_in_cache(offline_cache, record)
+    lines = run_snippet(code).splitlines()
+    assert lines[0] == "Output logits shape: torch.Size([1, 1000])"
+    assert 0.0 < float(lines[1].split(":")[1]) <= 1.0
+
+
+def test_pretrained_b0_tv_tag_uses_torchvision_numerics(offline_cache: Path) -> None:
+    """torchvision's B0 file is efficientnet_b0's tv_in1k weights: eps 1e-5, symmetric padding,
+    the same network as timm's, and the same logits as torchvision's own model."""
+    slot = put_in_cache(offline_cache, find_record("efficientnet_b0", "tv_in1k"))
     theirs = torchvision.models.efficientnet_b0()
-    theirs.load_state_dict(torch.load(b0_in_cache, weights_only=True))
-    ours = effnet.create_model("efficientnet_b0", pretrained=True)
+    theirs.load_state_dict(torch.load(slot, weights_only=True))
+    ours = effnet.create_model("efficientnet_b0.tv_in1k", pretrained=True)
+    assert ours.spec == effnet.create_model("efficientnet_b0").spec
     assert ours.spec.bn_eps == 1e-5 and ours.preprocess.resize_size == 256
     x = torch.randn(1, 3, 224, 224)
     with torch.no_grad():

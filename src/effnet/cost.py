@@ -147,11 +147,17 @@ class LadderRow:
     width: float
     resolution: int
     params: int
+    macs: int
     gmacs: float
     ratio: float
-    """MACs relative to phi = 0 (or to the smallest phi asked for)."""
+    """MACs relative to phi = 0 of the same family."""
     target: float
     """The budget the formula promises: (alpha * beta^2 * gamma^2)^phi, or 2^phi for the table."""
+
+    @property
+    def vs_target(self) -> float:
+        """ratio / target: 1.0 is exactly on budget^phi."""
+        return self.ratio / self.target
 
 
 def ladder(
@@ -159,38 +165,42 @@ def ladder(
     mode: str = "formula",
     coeffs: Coefficients | None = None,
     base: ModelSpec | str = "efficientnet",
+    num_classes: int = 1000,
+    resolution_multiple: int = 8,
 ) -> list[LadderRow]:
     """Cost of each phi, from the published variant table (``mode="table"``) or the formula.
 
-    The table exists for phi = 0..7 (B0-B7); the formula takes any phi >= 0 and any coefficients.
-    ``target`` is the per-step budget raised to phi (2^phi for the table: the paper aims at 2).
+    The one ladder: ``effnet scale`` and the lab's ``ladder`` both print it. The formula takes
+    any phi >= 0, any coefficients and any base (a key of :data:`BASES` or a spec, e.g. a named
+    variant or a scaled-down lab base) and scales by :func:`effnet.specs.compound`; the table
+    exists for phi = 0..7 (B0-B7). ``target`` is the per-step budget raised to phi (2^phi for
+    the table: the paper aims at 2).
     """
     c = coeffs or PAPER
     base_spec = BASES[base] if isinstance(base, str) else base
-    if mode == "table":
-        zero = variant_spec("efficientnet_b0")
-    elif mode == "formula":
-        zero = compound(0, c, base_spec)
-    else:
+    if mode not in ("table", "formula"):
         raise ValueError(f"mode must be 'table' or 'formula', got {mode!r}")
-    zero_macs = profile_spec(zero).macs  # ratios are relative to phi = 0 of the same family
+
+    def spec_at(phi: float) -> tuple[ModelSpec, float, float, float]:
+        if mode == "formula":
+            m = multipliers(phi, c)
+            spec = compound(phi, c, base_spec, resolution_multiple=resolution_multiple)
+            return spec, m.depth, m.width, c.flops_factor
+        names = [n for n, v in VARIANTS.items() if v.phi is not None and v.phi == phi]
+        if not names:
+            known = sorted(v.phi for v in VARIANTS.values() if v.phi is not None)
+            raise ValueError(
+                f"the published table has no variant for phi={phi:g} (it has {known}); "
+                f"use mode='formula' for other values"
+            )
+        row = VARIANTS[names[0]]
+        return variant_spec(names[0]), row.depth, row.width, 2.0
+
+    zero_macs = profile_spec(spec_at(0.0)[0], num_classes=num_classes).macs
     rows: list[LadderRow] = []
     for phi in sorted(phis):
-        if mode == "table":
-            names = [n for n, v in VARIANTS.items() if v.phi is not None and v.phi == phi]
-            if not names:
-                known = sorted(v.phi for v in VARIANTS.values() if v.phi is not None)
-                raise ValueError(
-                    f"the published table has no variant for phi={phi:g} (it has {known}); "
-                    f"use mode='formula' for other values"
-                )
-            spec = variant_spec(names[0])
-            depth, width, step = VARIANTS[names[0]].depth, VARIANTS[names[0]].width, 2.0
-        else:
-            spec = compound(phi, c, base_spec)
-            m = multipliers(phi, c)
-            depth, width, step = m.depth, m.width, c.flops_factor
-        cost = profile_spec(spec)
+        spec, depth, width, step = spec_at(phi)
+        cost = profile_spec(spec, num_classes=num_classes)
         rows.append(
             LadderRow(
                 phi=phi,
@@ -199,6 +209,7 @@ def ladder(
                 width=width,
                 resolution=spec.resolution,
                 params=cost.params,
+                macs=cost.macs,
                 gmacs=cost.gmacs,
                 ratio=cost.macs / zero_macs,
                 target=step**phi,

@@ -17,7 +17,7 @@ from typing import ClassVar
 import torch
 from torch import nn
 
-from effnet.layers import ConvNormAct, FusedMBConv, LayerOptions, MBConv
+from effnet.layers import ConvNormAct, FusedMBConv, LayerOptions, MBConv, SqueezeExcite
 from effnet.scaling import drop_path_rates
 from effnet.specs import ModelSpec, PreprocessConfig
 
@@ -135,7 +135,9 @@ class EfficientNet(nn.Module):
         self.in_chans = in_chans
         self.num_features = spec.head_channels
         self.drop_rate = spec.dropout if drop_rate is None else drop_rate
-        self.preprocess: PreprocessConfig = spec.default_preprocess
+        # The one runtime owner of preprocessing: effnet.create_model sets it from the weights'
+        # record (or the name's default record); fine-tuning at another size replaces it.
+        self.preprocess = PreprocessConfig(input_size=spec.resolution)
         self.class_names: list[str] | None = None  # set when weights carry label names
         self.pretrained_source: str | None = None  # which weights were loaded, if any
         self.feature_info = feature_info(spec)
@@ -180,6 +182,23 @@ class EfficientNet(nn.Module):
         else:
             self.classifier = nn.Identity()
 
+    def fuse(self) -> EfficientNet:
+        """Turn this model into its inference form, in place, and return it.
+
+        Every BatchNorm is folded into its convolution and the activations, squeeze-excite
+        rescale and residual add write into the block's own fresh tensors: fewer passes over
+        memory and fewer buffers. The result is for inference only (eval mode, no BatchNorm
+        modules left, forward hooks may see tensors change). Use ``effnet.export.optimize`` for
+        a fused *copy* that leaves this model untouched.
+        """
+        self.eval()
+        for module in self.modules():
+            if isinstance(module, ConvNormAct):
+                module.fuse()
+            elif isinstance(module, (MBConv, FusedMBConv, SqueezeExcite)):
+                module.inplace = True
+        return self
+
     @property
     def default_cfg(self) -> dict[str, object]:
         """timm-style preprocessing dict (``input_size`` as (C, H, W))."""
@@ -223,7 +242,7 @@ class EfficientNetFeatures(nn.Module):
             )
         chosen = sorted({i % len(infos) for i in out_indices})
         self.spec = spec
-        self.preprocess: PreprocessConfig = spec.default_preprocess
+        self.preprocess = PreprocessConfig(input_size=spec.resolution)
         self.feature_info = [infos[i] for i in chosen]
         self._taps = [infos[i].stage for i in chosen]
         rate = spec.drop_path_rate if drop_path_rate is None else drop_path_rate

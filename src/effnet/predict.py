@@ -12,6 +12,8 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from effnet.data import UnreadableImageError, eval_transform, list_images, load_image
+from effnet.export.fold import optimize
+from effnet.model import EfficientNet
 
 __all__ = ["Prediction", "PredictionRun", "expand_inputs", "predict_files"]
 
@@ -68,6 +70,8 @@ def predict_files(
 
     Preprocessing comes from ``model.preprocess`` (bound to its weights) and label names from
     ``model.class_names`` (ImageNet names for ImageNet weights, a checkpoint's own classes).
+    An effnet model runs as its fused inference copy (BatchNorm folded, in-place activations);
+    ``model`` itself is not changed.
     """
     files = expand_inputs(inputs)
     transform = eval_transform(model)
@@ -75,6 +79,7 @@ def predict_files(
     device = next(model.parameters()).device
     run = PredictionRun()
     model.eval()
+    fast = optimize(model, check=False) if isinstance(model, EfficientNet) else model
     with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
         for chunk in _batches(files, batch_size):
             tensors, kept = [], []
@@ -87,8 +92,9 @@ def predict_files(
             bar.update(len(chunk))
             if not tensors:
                 continue
+            batch = torch.stack(tensors).to(device).contiguous(memory_format=torch.channels_last)
             with torch.inference_mode():
-                probs = model(torch.stack(tensors).to(device)).float().softmax(dim=-1)
+                probs = fast(batch).float().softmax(dim=-1)
             k = min(topk, probs.shape[-1])
             values, indices = probs.topk(k, dim=-1)
             for path, vals, idx in zip(kept, values.tolist(), indices.tolist()):

@@ -1,22 +1,42 @@
 """Names -> specs, and building a model from a name. One lookup, no indirection.
 
-Every named variant comes from the single table :data:`effnet.specs.VARIANTS`. The name
-``"efficientnet"`` (or any base name) with ``phi=`` builds a compound-scaled model by the formula.
+A registered name is a row of :data:`effnet.specs.VARIANTS` in one of
+:data:`effnet.specs.FLAVOURS` (``efficientnet_b0``, ``tf_efficientnet_b0``,
+``tv_efficientnet_b5``): the name alone fixes the module graph. A base name (``efficientnet``,
+``efficientnet_lite``, ``efficientnetv2``; ``tf_`` in front for TF-style layers) with ``phi=``
+builds a compound-scaled model by the formula; ``base=`` starts the formula from any variant.
+A ``.tag`` after a name (``efficientnet_b0.ra_in1k``) picks weights and never changes the graph.
 """
 
 from __future__ import annotations
 
-import difflib
 import fnmatch
 from collections.abc import Callable
 
 from torch import nn
 
+from effnet.errors import ConfigError, UnknownNameError, did_you_mean
 from effnet.model import EfficientNet, EfficientNetFeatures
 from effnet.scaling import PAPER, Coefficients
-from effnet.specs import BASES, VARIANTS, ModelSpec, compound, variant_spec
+from effnet.specs import (
+    BASES,
+    FLAVOURS,
+    ModelSpec,
+    compound,
+    flavoured,
+    model_names,
+    variant_spec,
+)
 
-__all__ = ["build_model", "get_spec", "list_models", "register"]
+__all__ = [
+    "build_model",
+    "get_spec",
+    "is_model",
+    "list_models",
+    "name_for",
+    "register",
+    "split_tag",
+]
 
 _REGISTRY: dict[str, Callable[[], ModelSpec]] = {}
 
@@ -28,13 +48,50 @@ def register(name: str, make_spec: Callable[[], ModelSpec]) -> None:
     _REGISTRY[name] = make_spec
 
 
-for _name in VARIANTS:
+for _name in model_names():
     register(_name, lambda n=_name: variant_spec(n))
 
 
+def split_tag(name: str) -> tuple[str, str | None]:
+    """``"efficientnet_b0.ra_in1k"`` -> (``"efficientnet_b0"``, ``"ra_in1k"``)."""
+    model, dot, tag = name.partition(".")
+    return model, (tag if dot and tag else None)
+
+
 def list_models(pattern: str = "*") -> list[str]:
-    """Registered variant names matching a shell-style ``pattern`` (e.g. ``"*lite*"``), sorted."""
+    """Registered names matching a shell-style ``pattern`` (e.g. ``"*lite*"``), sorted."""
     return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+
+
+def is_model(name: str) -> bool:
+    """True for a registered name (with or without a ``.tag``)."""
+    return split_tag(name)[0] in _REGISTRY
+
+
+def _base_names() -> dict[str, ModelSpec]:
+    """Formula bases by name, in every flavour: ``efficientnet``, ``tf_efficientnet``, ..."""
+    return {  # base=key: a renamed base still finds its table (ModelSpec.root)
+        f.prefix + key: flavoured(spec, f, name=f.prefix + key).replace(base=key)
+        for f in FLAVOURS.values()
+        if f.variants is None
+        for key, spec in BASES.items()
+    }
+
+
+def _resolve_base(base: str | ModelSpec | None, default: ModelSpec) -> ModelSpec:
+    if base is None:
+        return default
+    if isinstance(base, ModelSpec):
+        return base
+    bases = _base_names()
+    if base in bases:
+        return bases[base]
+    if split_tag(base)[0] in _REGISTRY:
+        return _REGISTRY[split_tag(base)[0]]()
+    raise UnknownNameError(
+        f"unknown base {base!r}.{did_you_mean(base, [*bases, *_REGISTRY])} Use a model name "
+        f"(effnet.list_models()) or one of {sorted(bases)}"
+    )
 
 
 def get_spec(
@@ -47,61 +104,60 @@ def get_spec(
     base: str | ModelSpec | None = None,
     **overrides: object,
 ) -> ModelSpec:
-    """Resolve a name (or a spec) plus optional compound-scaling and field overrides to a spec.
+    """Resolve a name (or a spec) plus optional compound scaling and field overrides to a spec.
 
-    - a registered name: that variant (``phi`` not allowed);
-    - ``"efficientnet"`` or another base name with ``phi``: the formula, from that base;
-    - overrides replace spec fields, e.g. ``padding="same"``, ``bn_eps=1e-5``.
+    - a registered name (a ``.tag`` is ignored): that variant (``phi`` not allowed);
+    - a base name (``efficientnet``, ``tf_efficientnet``, ...) with ``phi``: the formula, from
+      that base or from ``base=`` (any model name or spec), by :func:`effnet.specs.compound`;
+    - overrides replace spec fields, e.g. ``dropout=0.3``, ``resolution=260``.
     """
     coeffs_given = any(v is not None for v in (alpha, beta, gamma))
+    bases = _base_names()
     if isinstance(name, ModelSpec):
         spec = name
-    elif name in _REGISTRY:
+    elif split_tag(name)[0] in _REGISTRY:
         if phi is not None or coeffs_given or base is not None:
-            raise ValueError(
+            raise ConfigError(
                 f"{name!r} is a fixed variant from the published table; to scale by the formula "
-                f"use create_model('efficientnet', phi=...) (optionally with alpha/beta/gamma "
-                f"and base=)"
+                f"use create_model('efficientnet', phi=..., base={name!r}) (optionally with "
+                f"alpha/beta/gamma)"
             )
-        spec = _REGISTRY[name]()
-    elif name in BASES or name == "efficientnet":
-        if phi is None:
-            if coeffs_given or base is not None:
-                raise ValueError(f"{name!r} with alpha/beta/gamma/base also needs phi=")
-            phi = 0.0
+        spec = _REGISTRY[split_tag(name)[0]]()
+    elif name in bases and phi is None:
+        if coeffs_given or base is not None:
+            raise ConfigError(f"{name!r} with alpha/beta/gamma/base also needs phi=")
+        spec = bases[name]  # the unscaled base (phi = 0)
+    elif name in bases:
         coeffs = Coefficients(
             alpha=PAPER.alpha if alpha is None else alpha,
             beta=PAPER.beta if beta is None else beta,
             gamma=PAPER.gamma if gamma is None else gamma,
         )
-        if base is None:
-            base_spec: ModelSpec = BASES[name]
-        elif isinstance(base, ModelSpec):
-            base_spec = base
-        elif base in BASES:
-            base_spec = BASES[base]
-        elif base in _REGISTRY:
-            base_spec = _REGISTRY[base]()
-        else:
-            raise KeyError(f"unknown base {base!r}; use one of {sorted(BASES)} or a variant name")
-        spec = compound(phi, coeffs, base_spec)
+        spec = compound(phi, coeffs, _resolve_base(base, bases[name]))
     else:
-        close = difflib.get_close_matches(name, list(_REGISTRY), n=4, cutoff=0.6)
-        hint = f" Did you mean {', '.join(close[:5])}?" if close else ""
-        raise KeyError(
-            f"unknown model {name!r}.{hint} effnet.list_models() lists the {len(_REGISTRY)} "
-            f"variants; 'efficientnet' with phi= builds any compound coefficient."
+        raise UnknownNameError(
+            f"unknown model {name!r}.{did_you_mean(name, [*_REGISTRY, *bases])} "
+            f"effnet.list_models() lists the {len(_REGISTRY)} names; 'efficientnet' with phi= "
+            f"builds any compound coefficient."
         )
     if overrides:
-        known = set(ModelSpec.__dataclass_fields__)
+        known = set(ModelSpec.__dataclass_fields__) - {"name", "stages", "rules", "base"}
         unknown = sorted(set(overrides) - known)
         if unknown:
             raise TypeError(
                 f"unknown option(s) {unknown} for {spec.name}; spec fields you can override: "
-                f"{sorted(known - {'name', 'stages', 'rules'})}"
+                f"{sorted(known)}"
             )
         spec = spec.replace(**overrides)
     return spec
+
+
+def name_for(spec: ModelSpec) -> str | None:
+    """The registered name whose network ``spec`` is (names and dropout aside), if any."""
+    for name in _REGISTRY:
+        if _REGISTRY[name]().same_network(spec):
+            return name
+    return None
 
 
 def build_model(

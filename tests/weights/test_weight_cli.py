@@ -23,14 +23,15 @@ def run(capsys: pytest.CaptureFixture[str], *args: str) -> tuple[int, str, str]:
 
 
 def test_weights_listing(capsys: pytest.CaptureFixture[str]) -> None:
-    code, out, _ = run(capsys, "weights", "efficientnet_lite0")
+    code, out, _ = run(capsys, "weights", "tf_efficientnet_lite0")
     assert code == 0
     first = out.splitlines()[2]
-    assert first.startswith("efficientnet_lite0.lite_pypi") and "*" in first and "package" in first
+    assert first.startswith("tf_efficientnet_lite0.lite_pypi") and "*" in first
+    assert "package" in first and "same" in first
     code, out, _ = run(capsys, "weights", "efficientnet_b1", "--json")
     rows = json.loads(out)
-    v2 = next(r for r in rows if r["name"] == "efficientnet_b1.tv_in1k_v2")
-    assert v2["default"] and v2["resize"] == 255 and v2["interpolation"] == "bilinear"
+    v2 = next(r for r in rows if r["name"] == "efficientnet_b1.tv2_in1k")
+    assert v2["resize"] == 255 and v2["interpolation"] == "bilinear" and v2["bn_eps"] == 1e-5
 
 
 def test_convert_timm_to_effnet_and_back_to_torchvision(
@@ -61,7 +62,7 @@ def test_convert_errors_name_the_fix(tmp_path: Path, capsys: pytest.CaptureFixtu
     src = tmp_path / "plain.pth"
     torch.save(effnet.create_model("efficientnet_b0").state_dict(), src)
     code, _, err = run(capsys, "convert", src, tmp_path / "out.safetensors")
-    assert code == 2 and "pass the variant name" in err
+    assert code == 2 and "pass the model name" in err
     code, _, err = run(capsys, "convert", src, tmp_path / "o.pth", "--model", "efficientnet_b0",
                        "--to", "keras")  # fmt: skip
     assert code == 2 and "unknown checkpoint format 'keras'" in err
@@ -82,7 +83,7 @@ def test_predict_directory_with_a_broken_file(
     (tmp_path / "broken.jpg").write_bytes(b"\xff\xd8 not really a jpeg")
     code, out, _ = run(capsys, "predict", tmp_path, "--json", "--topk", "2")
     result = json.loads(out)
-    assert code == 0 and result["weights"] == "efficientnet_lite0.lite_pypi"
+    assert code == 0 and result["weights"] == "tf_efficientnet_lite0.lite_pypi"
     top = {Path(p["path"]).name: p["top"][0]["label"] for p in result["predictions"]}
     assert top["coffee.jpg"] == "espresso" and top["coffee_rgba.png"] == "espresso"
     assert top["cat_palette.png"] in {"tabby", "tiger cat", "Egyptian cat"}
@@ -95,7 +96,7 @@ def test_predict_directory_with_a_broken_file(
 def test_predict_with_a_checkpoint_uses_its_class_names(
     tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    model = effnet.create_model("efficientnet_lite0", num_classes=2)
+    model = effnet.create_model("tf_efficientnet_lite0", num_classes=2)
     model.class_names = ["functional", "defective"]
     ckpt = effnet.weights.save_model(model, tmp_path / "run" / "best")
     Image.fromarray(data.camera()).save(tmp_path / "cell.png")
@@ -103,3 +104,29 @@ def test_predict_with_a_checkpoint_uses_its_class_names(
                        "--json")  # fmt: skip
     labels = {t["label"] for t in json.loads(out)["predictions"][0]["top"]}
     assert code == 0 and labels == {"functional", "defective"}
+
+
+def test_convert_a_timm_tf_port_named_model_safetensors_exactly(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """Every timm file on the Hub is called model.safetensors: the architecture (TF SAME padding,
+    eps 1e-3) comes from --model, timm's own name, never from the file name."""
+    timm = pytest.importorskip("timm")
+    from safetensors.torch import save_file
+
+    theirs = timm.create_model("tf_efficientnet_lite0").eval()
+    with torch.no_grad():  # non-trivial BN statistics, so eps and padding both matter
+        for m in theirs.modules():
+            if isinstance(m, torch.nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.2, 0.2)
+                m.running_var.uniform_(0.5, 1.5)
+    src = tmp_path / "model.safetensors"
+    save_file(theirs.state_dict(), str(src))
+    dst = tmp_path / "ours.safetensors"
+    code, _, _ = run(capsys, "convert", src, dst, "--model", "tf_efficientnet_lite0")
+    assert code == 0
+    ours = effnet.load_model(dst).double().eval()
+    x = torch.randn(2, 3, 97, 97, dtype=torch.float64)  # odd size: SAME's extra pixel matters
+    with torch.no_grad():
+        expected, got = theirs.double()(x), ours(x)
+    assert ((got - expected).abs().max() / expected.abs().max()).item() <= 1e-6

@@ -11,6 +11,7 @@ import torch
 from safetensors.torch import save_file
 
 import effnet
+from effnet.errors import WeightsError
 from effnet.weights import (
     ConversionError,
     WeightsFileError,
@@ -23,7 +24,7 @@ from effnet.weights import (
 
 @pytest.fixture(scope="module")
 def lite0() -> torch.nn.Module:
-    return effnet.create_model("efficientnet_lite0", num_classes=4, padding="same").eval()
+    return effnet.create_model("tf_efficientnet_lite0", num_classes=4).eval()
 
 
 def logits(model: torch.nn.Module) -> torch.Tensor:
@@ -39,8 +40,10 @@ def test_native_round_trip_keeps_architecture_classes_and_preprocessing(
     path = save_model(lite0, tmp_path / "m")
     assert path.suffix == ".safetensors" and path.with_suffix(".json").is_file()
     meta = read_metadata(path)
-    assert meta["architecture"] == "efficientnet_lite0" and meta["classes"] == ["a", "b", "c", "d"]
+    assert meta["architecture"] == "tf_efficientnet_lite0"
+    assert meta["classes"] == ["a", "b", "c", "d"]
     assert json.loads(path.with_suffix(".json").read_text())["spec"]["padding"] == "same"
+    assert "preprocess" not in meta["spec"]  # one copy of the preprocessing: the top-level one
     loaded = effnet.load_model(path)
     assert loaded.spec == lite0.spec  # padding="same" survived
     assert loaded.class_names == ["a", "b", "c", "d"]
@@ -73,20 +76,19 @@ def test_torch_file_containers(lite0: torch.nn.Module, tmp_path: Path, wrap) -> 
     torch.save(wrap(lite0.state_dict()), path)
     state, _ = read_state_dict(path)
     assert state.keys() == lite0.state_dict().keys()
-    model = effnet.create_model(
-        "efficientnet_lite0", pretrained=str(path), num_classes=4, padding="same"
-    )
+    model = effnet.create_model("tf_efficientnet_lite0", pretrained=str(path))
+    assert model.num_classes == 4  # the head follows the file when num_classes is not given
     torch.testing.assert_close(logits(model), logits(lite0))
 
 
 def test_foreign_file_is_detected_and_converted(tmp_path: Path) -> None:
     timm = pytest.importorskip("timm")
     theirs = timm.create_model("tf_efficientnet_lite0", num_classes=5).eval()
-    path = tmp_path / "tf_efficientnet_lite0.pth"
-    torch.save(theirs.state_dict(), path)
-    # a tf_ file name implies TF "SAME" padding and BN eps 1e-3
-    ours = effnet.create_model("efficientnet_lite0", pretrained=str(path), num_classes=5)
-    assert ours.spec.padding == "same" and ours.spec.bn_eps == 1e-3
+    path = tmp_path / "model.safetensors"  # what every timm file on the Hub is called
+    save_file(theirs.state_dict(), str(path))
+    # the model name, not the file name, says TF "SAME" padding and BN eps 1e-3
+    ours = effnet.create_model("tf_efficientnet_lite0", pretrained=str(path))
+    assert ours.spec.padding == "same" and ours.spec.bn_eps == 1e-3 and ours.num_classes == 5
     x = torch.randn(1, 3, 64, 64)
     with torch.no_grad():
         # timm's own init gives ImageNet-sized logits (~15): compare relative to that scale
@@ -96,7 +98,7 @@ def test_foreign_file_is_detected_and_converted(tmp_path: Path) -> None:
 def test_pretrained_file_with_new_head_and_grayscale_stem(lite0: torch.nn.Module, tmp_path: Path):
     path = save_model(lite0, tmp_path / "m")
     gray = effnet.create_model(
-        "efficientnet_lite0", pretrained=str(path), num_classes=2, in_chans=1
+        "tf_efficientnet_lite0", pretrained=str(path), num_classes=2, in_chans=1
     )
     assert gray.classifier.out_features == 2 and gray.stem.conv.weight.shape[1] == 1
     torch.testing.assert_close(gray.stem.conv.weight, lite0.stem.conv.weight.sum(1, keepdim=True))
@@ -123,8 +125,11 @@ def test_wrong_architecture_names_the_right_one(tmp_path: Path) -> None:
 
 def test_effnet_file_for_another_architecture(lite0: torch.nn.Module, tmp_path: Path) -> None:
     path = save_model(lite0, tmp_path / "lite0")
-    with pytest.raises(ValueError, match=r"holds efficientnet_lite0 weights.*not efficientnet_b0"):
+    with pytest.raises(WeightsError, match=r"holds weights for tf_efficientnet_lite0.*_b0"):
         effnet.create_model("efficientnet_b0", pretrained=str(path))
+    # same tensors, other numerics: refused, naming the name to use
+    with pytest.raises(WeightsError, match=r"padding='same' \(not 'symmetric'\).*'tf_effic"):
+        effnet.create_model("efficientnet_lite0", pretrained=str(path))
 
 
 def test_truncated_files(lite0: torch.nn.Module, tmp_path: Path) -> None:
@@ -161,7 +166,7 @@ def test_unknown_and_missing_files(tmp_path: Path) -> None:
         read_state_dict(odd)
     with pytest.raises(FileNotFoundError, match="no weights file"):
         effnet.create_model("efficientnet_b0", pretrained=str(tmp_path / "nope.pth"))
-    with pytest.raises(KeyError, match="neither a weights file nor a weight tag"):
+    with pytest.raises(KeyError, match=r"no weights tagged 'no_such_tag'.*Available: ra_in1k"):
         effnet.create_model("efficientnet_b0", pretrained="no_such_tag")
     with pytest.raises(WeightsFileError, match="not a state dict"):
         path = tmp_path / "list.pth"

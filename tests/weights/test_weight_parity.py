@@ -40,11 +40,12 @@ def materialise(factory) -> nn.Module:
     return randomise(model.to_empty(device="cpu"))
 
 
-def check_parity(ours: str, foreign: nn.Module, fmt: str, size: int = SIZE, **arch) -> None:
-    spec = effnet.get_spec(ours, **arch)
+def check_parity(ours: str, foreign: nn.Module, fmt: str, size: int = SIZE) -> None:
+    """``ours`` is the effnet name of the peer's network: the name alone sets padding and eps."""
+    spec = effnet.get_spec(ours)
     state = to_effnet(foreign.state_dict(), spec, fmt)
     with torch.device("meta"):  # no initialiser run: every tensor comes from the checkpoint
-        model = effnet.create_model(ours, **arch)
+        model = effnet.create_model(ours)
     model.load_state_dict(state, assign=True)
     model.eval()
     x = torch.randn(2, 3, size, size, generator=torch.Generator().manual_seed(1))
@@ -60,9 +61,13 @@ def check_parity(ours: str, foreign: nn.Module, fmt: str, size: int = SIZE, **ar
     foreign.load_state_dict(back)  # the peer itself accepts what we write (strict)
 
 
-TORCHVISION = [(f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(8)] + [
-    (f"efficientnetv2_{s}", f"efficientnet_v2_{s}") for s in "sml"
-]
+# (our name, torchvision's): its B0-B4 are PyTorch-style (eps 1e-5), its B5-B7 and V2 use eps
+# 1e-3 with symmetric padding, which effnet calls tv_*.
+TORCHVISION = (
+    [(f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(5)]
+    + [(f"tv_efficientnet_b{i}", f"efficientnet_b{i}") for i in range(5, 8)]
+    + [(f"tv_efficientnetv2_{s}", f"efficientnet_v2_{s}") for s in "sml"]
+)
 
 
 @pytest.mark.parametrize(("ours", "theirs"), TORCHVISION)
@@ -70,31 +75,31 @@ def test_torchvision_parity(ours: str, theirs: str) -> None:
     import torchvision
 
     foreign = materialise(getattr(torchvision.models, theirs))
-    eps = foreign.features[0][1].eps
-    check_parity(ours, foreign, "torchvision", bn_eps=eps)
+    assert foreign.features[0][1].eps == effnet.get_spec(ours).bn_eps  # the name says which
+    check_parity(ours, foreign, "torchvision")
 
 
-# (our variant, timm name, timm's padding): every EfficientNet variant timm has, PyTorch-style
-# (eps 1e-5, symmetric padding) and TensorFlow ports (eps 1e-3, SAME padding).
+# timm's names are effnet's names: every EfficientNet variant timm has, PyTorch-style (eps 1e-5,
+# symmetric padding) and its TensorFlow ports (tf_*: eps 1e-3, SAME padding).
 TIMM = (
-    [(f"efficientnet_b{i}", f"efficientnet_b{i}", False) for i in range(9)]
-    + [("efficientnet_l2", "efficientnet_l2", False)]
-    + [(f"efficientnet_lite{i}", f"efficientnet_lite{i}", False) for i in range(5)]
-    + [(f"efficientnet_b{i}", f"tf_efficientnet_b{i}", True) for i in range(9)]
-    + [("efficientnet_l2", "tf_efficientnet_l2", True)]
-    + [(f"efficientnet_lite{i}", f"tf_efficientnet_lite{i}", True) for i in range(5)]
-    + [(f"efficientnetv2_{s}", f"efficientnetv2_{s}", False) for s in ("s", "m", "l", "xl")]
-    + [(f"efficientnetv2_{s}", f"tf_efficientnetv2_{s}", True) for s in ("s", "m", "l", "xl")]
-    + [(f"efficientnetv2_b{i}", f"tf_efficientnetv2_b{i}", True) for i in range(4)]
+    [f"efficientnet_b{i}" for i in range(9)]
+    + ["efficientnet_l2"]
+    + [f"efficientnet_lite{i}" for i in range(5)]
+    + [f"tf_efficientnet_b{i}" for i in range(9)]
+    + ["tf_efficientnet_l2"]
+    + [f"tf_efficientnet_lite{i}" for i in range(5)]
+    + [f"efficientnetv2_{s}" for s in ("s", "m", "l", "xl")]
+    + [f"tf_efficientnetv2_{s}" for s in ("s", "m", "l", "xl")]
+    + [f"tf_efficientnetv2_b{i}" for i in range(4)]
 )
 
 
-@pytest.mark.parametrize(("ours", "theirs", "tf_port"), TIMM)
-def test_timm_parity(ours: str, theirs: str, tf_port: bool) -> None:
+@pytest.mark.parametrize("name", TIMM)
+def test_timm_parity(name: str) -> None:
     timm = pytest.importorskip("timm")
-    foreign = materialise(lambda: timm.create_model(theirs))
-    arch = {"bn_eps": 1e-3, "padding": "same"} if tf_port else {"bn_eps": 1e-5}
-    check_parity(ours, foreign, "timm", size=SIZE + 1 if tf_port else SIZE, **arch)
+    foreign = materialise(lambda: timm.create_model(name))
+    # an odd size exercises SAME padding's asymmetric extra pixel
+    check_parity(name, foreign, "timm", size=SIZE + 1 if name.startswith("tf_") else SIZE)
 
 
 def use_fused_silu(model: nn.Module) -> None:
@@ -114,7 +119,7 @@ def test_efficientnet_pytorch_parity(i: int) -> None:
     # its SAME padding is computed once for `image_size`; we pad for whatever size arrives
     foreign = materialise(lambda: EfficientNet.from_name(f"efficientnet-b{i}", image_size=SIZE))
     use_fused_silu(foreign)
-    check_parity(f"efficientnet_b{i}", foreign, "lukemelas", bn_eps=1e-3, padding="same")
+    check_parity(f"tf_efficientnet_b{i}", foreign, "lukemelas")
 
 
 @pytest.mark.parametrize("i", range(5))
@@ -124,4 +129,4 @@ def test_efficientnet_lite_port_parity(i: int) -> None:
     # its from_name() cannot pass image_size through, so build from its params directly
     blocks, params = get_model_params(f"efficientnet-lite{i}", {"image_size": SIZE})
     foreign = materialise(lambda: EfficientNet(blocks, params))
-    check_parity(f"efficientnet_lite{i}", foreign, "lukemelas", bn_eps=1e-3, padding="same")
+    check_parity(f"tf_efficientnet_lite{i}", foreign, "lukemelas")

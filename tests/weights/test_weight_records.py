@@ -1,4 +1,5 @@
-"""The catalog: every record's key map and shapes fit its model; defaults exist; tags resolve."""
+"""The catalog: every record's key map and shapes fit its model; defaults exist; tags resolve;
+a record never changes the network its name builds."""
 
 from __future__ import annotations
 
@@ -6,24 +7,65 @@ import pytest
 import torch
 
 import effnet
+from effnet.errors import UnknownNameError
+from effnet.specs import split_flavour
 from effnet.weights import RECORDS, default_record, find_record, list_records, to_effnet
 
 MODELS = effnet.list_models()
+WITH_WEIGHTS = sorted({r.model for r in RECORDS})
 
 
-def test_every_variant_has_a_default_record() -> None:
-    for name in MODELS:
+def test_every_variant_has_weights_under_some_name() -> None:
+    """Each row of the variant table has a default weight in at least one flavour; names with
+    weights have exactly one default; names without say where the weights are."""
+    variants = {split_flavour(n)[1] for n in MODELS}
+    assert variants == {split_flavour(n)[1] for n in WITH_WEIGHTS}
+    for name in WITH_WEIGHTS:
         record = default_record(name)
         assert record.model == name and record.default
         assert record.url or record.package
+    with pytest.raises(UnknownNameError, match="exist under tf_efficientnet_lite1"):
+        default_record("efficientnet_lite1")
 
 
-def test_record_options_build_valid_models() -> None:
+def test_record_names_match_the_publishers_architecture() -> None:
+    """TF ports (timm's tf_*, efficientnet_pytorch, the PyPI Lite files) are tf_ names with SAME
+    padding and eps 1e-3; timm's PyTorch-trained files are plain names (eps 1e-5); torchvision's
+    files are plain names for eps 1e-5 (B0-B4) and tv_ names for eps 1e-3 (B5-B7, V2)."""
     for r in RECORDS:
-        spec = effnet.get_spec(r.model, **r.arch)
+        spec = effnet.get_spec(r.model)
+        tf_port = r.source in ("lukemelas", "pypi") or r.origin.startswith("timm tf_")
+        assert r.model.startswith("tf_") == tf_port, r.name
+        if tf_port:
+            assert (spec.padding, spec.bn_eps) == ("same", 1e-3)
+        if r.source == "torchvision":
+            assert spec.padding == "symmetric"
+            assert spec.bn_eps == (1e-3 if r.model.startswith("tv_") else 1e-5), r.name
+        if r.source == "timm" and not tf_port:
+            assert (spec.padding, spec.bn_eps) == ("symmetric", 1e-5)
         assert r.preprocess.input_size >= 192
-        assert spec.padding in ("same", "symmetric")
         assert r.sha256 is None or len(r.sha256) >= 8
+
+
+@pytest.mark.parametrize("name", MODELS)
+def test_plain_and_pretrained_constructors_build_the_same_network(name: str) -> None:
+    """timm's invariant: the name alone fixes the module graph, with or without weights."""
+    from effnet.weights.loading import build, weights_for
+
+    plain = effnet.get_spec(name)
+    record = weights_for(name, None, True) if name in WITH_WEIGHTS else None
+    if record is None:
+        return
+    with torch.device("meta"):
+        a = effnet.create_model(name)
+        b = build(plain, None)  # what create_model(name, pretrained=True) builds before loading
+    assert a.spec == b.spec == plain
+    assert [(n, type(m).__name__, getattr(m, "eps", None), getattr(m, "padding", None))
+            for n, m in a.named_modules()] == [
+        (n, type(m).__name__, getattr(m, "eps", None), getattr(m, "padding", None))
+        for n, m in b.named_modules()
+    ]  # fmt: skip
+    assert a.preprocess == record.preprocess  # timm: the default cfg even without weights
 
 
 def test_torchvision_records_match_torchvision_metadata() -> None:
@@ -42,7 +84,7 @@ def test_torchvision_records_match_torchvision_metadata() -> None:
             assert record.preprocess.resize_size == transforms.resize_size[0]
             assert record.preprocess.interpolation == transforms.interpolation.value
             with torch.device("meta"):
-                model = effnet.create_model(record.model, **record.arch)
+                model = effnet.create_model(record.model)
             assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
 
 
@@ -51,13 +93,14 @@ def foreign_model(record):  # type: ignore[no-untyped-def]
     if record.source == "timm":
         timm = pytest.importorskip("timm")
         return timm.create_model(record.origin.split(" ", 1)[1].split(".")[0])
+    variant = split_flavour(record.model)[1].replace("_", "-")
     if record.source == "pypi":
         from efficientnet_lite_pytorch import EfficientNet
 
-        return EfficientNet.from_name(record.model.replace("_", "-"))
+        return EfficientNet.from_name(variant)
     from efficientnet_pytorch import EfficientNet
 
-    return EfficientNet.from_name(record.model.replace("_", "-"))
+    return EfficientNet.from_name(variant)
 
 
 @pytest.mark.parametrize(
@@ -67,25 +110,29 @@ def test_record_key_map_fits_the_publishers_network(record) -> None:  # type: ig
     """Every key and shape of the publisher's state dict maps onto ours (checked on meta)."""
     with torch.device("meta"):
         theirs = foreign_model(record)
-    spec = effnet.get_spec(record.model, **record.arch)
+    spec = effnet.get_spec(record.model)
     converted = to_effnet(theirs.state_dict(), spec, record.format)
     with torch.device("meta"):
-        ours = effnet.create_model(record.model, **record.arch)
+        ours = effnet.create_model(record.model)
     assert converted.keys() == ours.state_dict().keys()
     assert sum(v.numel() for k, v in converted.items() if "running" not in k and "num_b" not in k) \
         == sum(p.numel() for p in ours.parameters())  # fmt: skip
 
 
 def test_lookup_by_tag_and_publisher_name() -> None:
-    assert find_record("efficientnet_b0", "tf_ns_jft_in1k").sha256 == "c0e6a31c"
-    assert find_record("efficientnet_b0", "tf_efficientnet_b0.ns_jft_in1k").tag == "tf_ns_jft_in1k"
-    assert list_records("efficientnet_lite0")[0].tag == "lite_pypi"  # default first
-    with pytest.raises(KeyError, match="available: tv_in1k"):
+    assert find_record("tf_efficientnet_b0", "ns_jft_in1k").sha256 == "c0e6a31c"
+    assert find_record("tf_efficientnet_b0", "tf_efficientnet_b0.ns_jft_in1k").tag == "ns_jft_in1k"
+    assert find_record("efficientnet_b1", "IMAGENET1K_V2").tag == "tv2_in1k"
+    assert list_records("tf_efficientnet_lite0")[0].tag == "lite_pypi"  # default first
+    assert default_record("tf_efficientnetv2_s").tag == "in21k_ft_in1k"  # timm's default
+    with pytest.raises(KeyError, match="Available: ra_in1k"):
         find_record("efficientnet_b0", "nope")
+    with pytest.raises(KeyError, match=r"The tag exists for tf_efficientnet_b0\.ns_jft_in1k"):
+        find_record("efficientnet_b0", "ns_jft_in1k")
 
 
 def test_record_transforms_are_the_bound_preprocessing() -> None:
-    record = find_record("efficientnet_b1", "tv_in1k_v2")
+    record = find_record("efficientnet_b1", "tv2_in1k")
     steps = {type(t).__name__: t for t in record.transforms().transforms}
     assert steps["Resize"].size == [255]
     assert steps["Resize"].interpolation.value == "bilinear"

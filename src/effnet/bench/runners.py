@@ -35,6 +35,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from effnet.registry import list_models
+
 __all__ = [
     "EFFNET_RUNTIMES",
     "PEER_NAMES",
@@ -57,14 +59,13 @@ EFFNET_RUNTIMES = (
 )
 PEER_RUNTIMES = ("eager", "onnx")
 
-# effnet variant -> (timm name, torchvision builder name); None where the peer has no such model
+# effnet name -> (timm name, torchvision builder name); None where the peer has no such network.
+# timm's names are effnet's (plain and tf_); torchvision's networks are effnet's B0-B4 and tv_*.
 PEER_NAMES: dict[str, tuple[str | None, str | None]] = {
-    **{f"efficientnet_b{i}": (f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(8)},
-    **{f"efficientnet_lite{i}": (f"tf_efficientnet_lite{i}", None) for i in range(5)},
-    "efficientnetv2_s": ("tf_efficientnetv2_s", "efficientnet_v2_s"),
-    "efficientnetv2_m": ("tf_efficientnetv2_m", "efficientnet_v2_m"),
-    "efficientnetv2_l": ("tf_efficientnetv2_l", "efficientnet_v2_l"),
-    **{f"efficientnetv2_b{i}": (f"tf_efficientnetv2_b{i}", None) for i in range(4)},
+    **{n: (n, None) for n in list_models() if not n.startswith("tv_")},
+    **{f"efficientnet_b{i}": (f"efficientnet_b{i}", f"efficientnet_b{i}") for i in range(5)},
+    **{f"tv_efficientnet_b{i}": (None, f"efficientnet_b{i}") for i in (5, 6, 7)},
+    **{f"tv_efficientnetv2_{s}": (None, f"efficientnet_v2_{s}") for s in "sml"},
 }
 
 

@@ -33,7 +33,12 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--alpha", type=float, default=PAPER.alpha, help="depth coefficient (1.2)")
     p.add_argument("--beta", type=float, default=PAPER.beta, help="width coefficient (1.1)")
     p.add_argument("--gamma", type=float, default=PAPER.gamma, help="resolution coefficient (1.15)")
-    p.add_argument("--base", default="efficientnet", help="base to scale (formula mode)")
+    p.add_argument(
+        "--base",
+        default="efficientnet",
+        help="what to scale in formula mode: a base (efficientnet, tf_efficientnet, "
+        "efficientnet_lite, ...) or any model name, e.g. efficientnet_b3",
+    )
     p.add_argument("--json", action="store_true", help="print JSON instead of tables")
     p.set_defaults(func=cmd_scale)
 
@@ -136,6 +141,7 @@ def cmd_info(args: argparse.Namespace) -> int:
 def cmd_scale(args: argparse.Namespace) -> int:
     phis = parse_phis(args.phi)
     coeffs = Coefficients(args.alpha, args.beta, args.gamma)
+    base = get_spec(args.base)  # any model name or base the lab and create_model accept
     modes = ("table", "formula") if args.mode == "both" else (args.mode,)
     if "table" in modes and (coeffs != PAPER or args.base != "efficientnet"):
         modes = ("formula",)  # the published table only exists for the paper's family
@@ -143,7 +149,7 @@ def cmd_scale(args: argparse.Namespace) -> int:
     for mode in modes:
         usable = [p for p in phis if mode == "formula" or (p == int(p) and 0 <= p <= 7)]
         if usable:
-            result[mode] = ladder(usable, mode, coeffs, args.base)
+            result[mode] = ladder(usable, mode, coeffs, base)
     if args.json:
         print_json(
             {

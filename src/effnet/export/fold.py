@@ -17,6 +17,7 @@ import torch
 from torch import nn
 
 from effnet.layers import ConvNormAct, DropPath
+from effnet.model import EfficientNet
 
 __all__ = [
     "ParityError",
@@ -40,29 +41,14 @@ def fold_batchnorm(model: nn.Module) -> nn.Module:
     """Fold each ConvNormAct's BatchNorm into its convolution, in place; returns ``model``.
 
     Only BatchNorms in eval semantics can be folded (their running statistics are what folding
-    bakes in), so the model is put in eval mode. Already-folded layers are left alone.
+    bakes in), so the model is put in eval mode. Already-folded layers are left alone. For an
+    :class:`~effnet.model.EfficientNet`, ``model.fuse()`` does this and also switches the blocks'
+    in-place inference paths on.
     """
     model.eval()
     for module in model.modules():
-        if not isinstance(module, ConvNormAct) or not isinstance(module.bn, nn.BatchNorm2d):
-            continue
-        bn, conv = module.bn, module.conv
-        if bn.running_mean is None or bn.running_var is None:
-            raise ValueError(
-                "cannot fold a BatchNorm without running statistics (track_running_stats=False); "
-                "fold only models trained with the default BatchNorm"
-            )
-        scale = torch.rsqrt(bn.running_var + bn.eps)
-        if bn.weight is not None:
-            scale = scale * bn.weight
-        shift = -bn.running_mean * scale
-        if bn.bias is not None:
-            shift = shift + bn.bias
-        if conv.bias is not None:
-            shift = shift + conv.bias * scale
-        conv.weight.copy_(conv.weight * scale.reshape(-1, 1, 1, 1).to(conv.weight.dtype))
-        conv.bias = nn.Parameter(shift.to(conv.weight.dtype), requires_grad=False)
-        module.bn = nn.Identity()
+        if isinstance(module, ConvNormAct):
+            module.fuse()
     return model
 
 
@@ -119,7 +105,10 @@ def optimize(
     was_training = model.training
     fast = copy.deepcopy(model)
     model.train(was_training)
-    fold_batchnorm(fast)
+    if isinstance(fast, EfficientNet):
+        fast.fuse()  # BN folded, in-place activations, SE rescale and residual adds
+    else:
+        fold_batchnorm(fast)
     strip_training_layers(fast)
     fast.requires_grad_(False)
     if channels_last:

@@ -10,22 +10,24 @@
   resolution grid make the closed form (MACs ~ d * w^2 * r^2) inexact, so the one free
   multiplier is found by bisection on :func:`effnet.cost.profile_spec`.
 
-Multipliers compose with the base's own, the way the B1-B7 rows are multipliers of B0: a base
-made of B0 at width 0.5 scaled by 1.1 is B0 at width 0.55, rounded once. Re-rounding an already
-rounded base (``specs.compound(phi, coeffs, base_spec)``) turns every 1-block stage into 2 blocks
-for any alpha > 1, which at this size is a 1.7x jump in depth where the formula asked for 1.2x.
+Every model is built by the core's one scaling rule (:func:`effnet.specs.rescale` and
+:func:`effnet.specs.compound`): multipliers compose with the base's own, the way the B1-B7 rows are
+multipliers of B0 (a base made of B0 at width 0.5 scaled by 1.1 is B0 at width 0.55), rounded once
+from the base table. ``create_model("efficientnet", phi=..., base=...)`` and ``effnet scale`` give
+the same networks.
 """
 
 from __future__ import annotations
 
 import math
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
-from effnet.cost import profile_spec
+from effnet.cost import LadderRow, ladder, profile_spec
+from effnet.errors import UnknownNameError, did_you_mean
 from effnet.registry import get_spec, list_models
 from effnet.scaling import PAPER, Coefficients, multipliers, round_resolution
-from effnet.specs import BASES, ModelSpec, scale
+from effnet.specs import BASES, FLAVOURS, ModelSpec, compound, flavoured, rescale, scale
 
 __all__ = [
     "STRATEGIES",
@@ -65,8 +67,12 @@ class LabBase:
     origin_resolution: int = 224
     resolution_multiple: int = 8
     """Scaled resolutions are rounded to a multiple of this (the library's rule is 8)."""
+    flavour: str = ""
+    """The name prefix whose padding and BatchNorm the family uses ("" or "tf_")."""
 
     def __post_init__(self) -> None:
+        if self.flavour not in FLAVOURS:
+            raise ValueError(f"unknown flavour {self.flavour!r}; expected one of {list(FLAVOURS)}")
         if self.root not in BASES:
             raise ValueError(f"unknown root base {self.root!r}; expected one of {sorted(BASES)}")
         if self.width <= 0 or self.depth <= 0 or self.resolution < 8:
@@ -107,6 +113,11 @@ class LabBase:
             f"this small family, not {origin} itself"
         )
 
+    def base_spec(self) -> ModelSpec:
+        """The base itself as a spec, rounded once from the root table."""
+        spec = scale(BASES[self.root], self.width, self.depth, self.resolution, name=self.name)
+        return flavoured(spec, FLAVOURS[self.flavour])
+
     def spec(
         self,
         depth: float = 1.0,
@@ -115,12 +126,12 @@ class LabBase:
         name: str | None = None,
     ) -> ModelSpec:
         """The base scaled by ``depth`` and ``width`` (relative to the base), at ``resolution``
-        pixels (default: the base's), rounded once from the root base."""
-        return scale(
-            BASES[self.root],
-            width=self.width * width,
-            depth=self.depth * depth,
-            resolution=self.resolution if resolution is None else resolution,
+        pixels (default: the base's), by the core's one rule (:func:`effnet.specs.rescale`)."""
+        return rescale(
+            self.base_spec(),
+            width=width,
+            depth=depth,
+            resolution=resolution,
             name=name or f"{self.name}_d{depth:.4g}_w{width:.4g}_r{resolution or self.resolution}",
         )
 
@@ -158,9 +169,10 @@ def resolve_base(
         try:
             spec, origin = get_spec(name), name
         except KeyError:
-            raise KeyError(
-                f"unknown base {name!r}; use a variant ({', '.join(list_models('efficientnet_b*'))}"
-                f", ...) or one of {sorted(BASES)}"
+            raise UnknownNameError(
+                f"unknown base {name!r}.{did_you_mean(name, [*list_models(), *BASES])} Use a "
+                f"model name ({', '.join(list_models('efficientnet_b*'))}, ...) or one of "
+                f"{sorted(BASES)}"
             ) from None
     root = spec.base or spec.name
     if root not in BASES or scale(BASES[root], spec.width, spec.depth).stages != spec.stages:
@@ -169,6 +181,10 @@ def resolve_base(
             f"({sorted(BASES)}), so the lab cannot rebuild it at other sizes; build it with "
             f"effnet.specs.scale(BASES[...], width=..., depth=...)"
         )
+    flavour = next(
+        (p for p, f in FLAVOURS.items() if (f.padding, f.bn_eps) == (spec.padding, spec.bn_eps)),
+        "",
+    )
     return LabBase(
         root=root,
         width=spec.width * width,
@@ -179,18 +195,19 @@ def resolve_base(
         origin_depth=spec.depth,
         origin_resolution=spec.resolution,
         resolution_multiple=resolution_multiple,
+        flavour=flavour,
     )
 
 
 def family_spec(phi: float, coeffs: Coefficients = PAPER, base: LabBase | None = None) -> ModelSpec:
     """Compound scaling from ``base``: depth alpha^phi, width beta^phi, resolution gamma^phi."""
     base = base or resolve_base("efficientnet_b0")
-    m = multipliers(phi, coeffs)
-    return base.spec(
-        depth=m.depth,
-        width=m.width,
-        resolution=base.scaled_resolution(m.resolution),
-        name=(f"{base.name}_phi{phi:.4g}_a{coeffs.alpha:g}_b{coeffs.beta:g}_g{coeffs.gamma:g}"),
+    return compound(
+        phi,
+        coeffs,
+        base.base_spec(),
+        name=f"{base.name}_phi{phi:.4g}_a{coeffs.alpha:g}_b{coeffs.beta:g}_g{coeffs.gamma:g}",
+        resolution_multiple=base.resolution_multiple,
     )
 
 
@@ -427,53 +444,21 @@ def phi1_candidates(
     return out
 
 
-@dataclass
-class LadderRung:
-    """One phi of a custom family: its size and how close its MACs come to budget^phi."""
-
-    phi: float
-    name: str
-    depth: float
-    width: float
-    resolution: int
-    params: int
-    macs: int
-    ratio: float
-    target: float
-    extra: dict[str, object] = field(default_factory=dict)
-
-    @property
-    def vs_target(self) -> float:
-        """ratio / target: 1.0 is exactly on budget^phi."""
-        return self.ratio / self.target
-
-
 def family_ladder(
     phis: Sequence[float],
     coeffs: Coefficients = PAPER,
     base: LabBase | None = None,
     num_classes: int = 1000,
-) -> list[LadderRung]:
+) -> list[LadderRow]:
     """Params, MACs and resolution of the family at each phi, with MACs relative to phi = 0
-    next to the promise (alpha * beta^2 * gamma^2)^phi."""
+    next to the promise (alpha * beta^2 * gamma^2)^phi: :func:`effnet.cost.ladder` from the
+    lab's base."""
     base = base or resolve_base("efficientnet_b0")
-    zero = measure(family_spec(0.0, coeffs, base), num_classes)[1]
-    rungs = []
-    for phi in sorted(phis):
-        spec = family_spec(phi, coeffs, base)
-        params, macs = measure(spec, num_classes)
-        m = multipliers(phi, coeffs)
-        rungs.append(
-            LadderRung(
-                phi,
-                spec.name,
-                m.depth,
-                m.width,
-                spec.resolution,
-                params,
-                macs,
-                macs / zero,
-                coeffs.flops_factor**phi,
-            )
-        )
-    return rungs
+    return ladder(
+        list(phis),
+        "formula",
+        coeffs,
+        base.base_spec(),
+        num_classes=num_classes,
+        resolution_multiple=base.resolution_multiple,
+    )

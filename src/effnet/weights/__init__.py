@@ -8,14 +8,8 @@ from effnet.weights.convert import ConversionError, detect_format, from_effnet, 
 from effnet.weights.hub import DownloadError, OfflineError, cache_dir, download, fetch
 from effnet.weights.io import WeightsFileError, read_metadata, read_state_dict, write_safetensors
 from effnet.weights.labels import imagenet_labels
-from effnet.weights.loading import LoadedWeights, adapt_stem, load_weights, resolve_record
-from effnet.weights.native import (
-    build_from_weights,
-    convert_file,
-    load_checkpoint,
-    load_model,
-    save_model,
-)
+from effnet.weights.loading import LoadedWeights, adapt_stem, build, read_weights, resolve_weights
+from effnet.weights.native import convert_file, load_checkpoint, save_model
 from effnet.weights.records import (
     RECORDS,
     WeightRecord,
@@ -33,7 +27,7 @@ __all__ = [
     "WeightRecord",
     "WeightsFileError",
     "adapt_stem",
-    "build_from_weights",
+    "build",
     "cache_dir",
     "convert_file",
     "default_record",
@@ -45,11 +39,10 @@ __all__ = [
     "imagenet_labels",
     "list_records",
     "load_checkpoint",
-    "load_model",
-    "load_weights",
     "read_metadata",
     "read_state_dict",
-    "resolve_record",
+    "read_weights",
+    "resolve_weights",
     "save_model",
     "to_effnet",
     "write_safetensors",

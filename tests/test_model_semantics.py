@@ -1,0 +1,129 @@
+"""The eager model is a plain ``nn.Module`` (hooks, BatchNorm, fx, double backward); the speed
+tricks live in the explicit fused model, which matches it."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+from torch import nn
+
+import effnet
+from effnet.export import optimize
+
+# one of each family: SE + SiLU + symmetric padding; ReLU6 + SAME padding; Fused-MBConv
+NAMES = ["efficientnet_b0", "tf_efficientnet_lite0", "efficientnetv2_b0"]
+
+
+def trained_like(name: str) -> nn.Module:
+    """Random weights with non-trivial BatchNorm statistics (so folding BN changes numbers)."""
+    torch.manual_seed(0)
+    model = effnet.create_model(name, num_classes=10)
+    with torch.no_grad():
+        for m in model.modules():
+            if isinstance(m, nn.BatchNorm2d):
+                m.running_mean.uniform_(-0.1, 0.1)
+                m.running_var.uniform_(0.5, 1.5)
+                m.weight.uniform_(0.5, 1.5)
+    return model.eval()
+
+
+def capture(model: nn.Module, x: torch.Tensor, clone: bool) -> dict[str, torch.Tensor]:
+    """Every submodule's output as a forward hook sees it (kept as is, or cloned at once)."""
+    seen: dict[str, torch.Tensor] = {}
+    handles = [
+        m.register_forward_hook(
+            lambda mod, args, out, n=n: seen.__setitem__(n, out.clone() if clone else out)
+        )
+        for n, m in model.named_modules()
+        if n and isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU6))
+    ]
+    try:
+        with torch.no_grad():
+            model(x)
+    finally:
+        for h in handles:
+            h.remove()
+    return seen
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_hooks_see_the_tensors_the_model_goes_on_to_use(name: str) -> None:
+    """Nothing a hook captured is modified later in place (SE rescale, residual add, in-place
+    activations used to do that under no_grad: a hooked projection changed 36x)."""
+    model = trained_like(name)
+    x = torch.randn(2, 3, 64, 64)
+    kept, cloned = capture(model, x, clone=False), capture(model, x, clone=True)
+    assert kept.keys() == cloned.keys() and len(kept) > 40
+    for key in kept:
+        assert torch.equal(kept[key], cloned[key]), key
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_every_batchnorm_runs_once_per_forward_in_eval_and_train(name: str) -> None:
+    model = trained_like(name)
+    bns = [m for m in model.modules() if isinstance(m, nn.BatchNorm2d)]
+    calls = {id(m): 0 for m in bns}
+    for m in bns:
+        m.register_forward_hook(lambda mod, a, o: calls.__setitem__(id(mod), calls[id(mod)] + 1))
+    x = torch.randn(2, 3, 64, 64)
+    with torch.no_grad():
+        model.eval()(x)
+    assert set(calls.values()) == {1}
+    model.train()(x).sum().backward()
+    assert set(calls.values()) == {2}
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fx_symbolic_trace_and_torchvision_feature_extractor(name: str) -> None:
+    from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
+
+    model = trained_like(name)
+    traced = torch.fx.symbolic_trace(model)
+    x = torch.randn(1, 3, 65, 64)  # odd size: SAME padding computes its pads at run time
+    torch.testing.assert_close(traced(x), model(x))
+    _, eval_nodes = get_graph_node_names(model)
+    assert "head.bn" in eval_nodes and "stem.bn" in eval_nodes  # BatchNorm is a node of its own
+    end_of_stage_4 = [n for n in eval_nodes if n.startswith("stages.3.")][-1]
+    extractor = create_feature_extractor(model, {end_of_stage_4: "mid", "head.act": "last"})
+    out = extractor(x)
+    assert out["mid"].shape[1] == model.spec.stages[3].out_channels
+    assert out["last"].shape[1] == model.num_features
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_double_backward_for_gradient_penalties(name: str) -> None:
+    model = effnet.create_model(name, num_classes=3).double().train()
+    x = torch.randn(2, 3, 32, 32, dtype=torch.float64, requires_grad=True)
+    (grad,) = torch.autograd.grad(model(x).sum(), x, create_graph=True)
+    penalty = grad.pow(2).sum()
+    penalty.backward()
+    assert model.stem.conv.weight.grad is not None
+    assert torch.isfinite(model.stem.conv.weight.grad).all()
+
+
+@pytest.mark.parametrize("name", NAMES)
+def test_fused_model_matches_the_plain_model_and_leaves_it_alone(name: str) -> None:
+    model = trained_like(name)
+    before = {k: v.clone() for k, v in model.state_dict().items()}
+    fast = optimize(model)  # a deep copy: BN folded, in-place SE/residual/activations
+    assert not any(isinstance(m, nn.BatchNorm2d) for m in fast.modules())
+    x = torch.randn(3, 3, 64, 64)
+    with torch.no_grad():
+        torch.testing.assert_close(fast(x.contiguous(memory_format=torch.channels_last)), model(x),
+                                   atol=2e-5, rtol=1e-4)  # fmt: skip
+    assert all(torch.equal(v, model.state_dict()[k]) for k, v in before.items())
+    assert any(isinstance(m, nn.BatchNorm2d) for m in model.modules())
+    # model.fuse() is the same transformation, in place
+    fused = trained_like(name).fuse()
+    with torch.no_grad():
+        torch.testing.assert_close(fused(x), model(x), atol=2e-5, rtol=1e-4)
+
+
+def test_plain_model_trains_with_autograd_and_channels_last() -> None:
+    model = effnet.create_model("efficientnet_b0", num_classes=4).train()
+    model = model.to(memory_format=torch.channels_last)
+    x = torch.randn(4, 3, 64, 64).contiguous(memory_format=torch.channels_last)
+    loss = nn.functional.cross_entropy(model(x), torch.tensor([0, 1, 2, 3]))
+    loss.backward()
+    assert all(p.grad is not None for p in model.parameters())
+    assert model.stem.bn.num_batches_tracked.item() == 1
