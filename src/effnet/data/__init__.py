@@ -1,7 +1,7 @@
 """Data for fine-tuning, prediction and evaluation.
 
 * :func:`load_image` / :func:`list_images`: any picture -> upright RGB; bad files raise
-  :class:`UnreadableImageError`.
+  :class:`UnreadableImageError`; :class:`DecodedImages` keeps what the up-front check decoded.
 * :func:`eval_transform`: the preprocessing a model or weights record needs, exactly.
 * :func:`load_source`: a class folder, split folders, a CSV or ``"elpv"`` -> validated,
   stratified, recorded :class:`SourceSplits`; :class:`ImageDataset` loads them.
@@ -21,8 +21,11 @@ from effnet.data.datasets import (
 )
 from effnet.data.images import (
     IMAGE_EXTENSIONS,
+    DecodedImages,
+    SkippedFile,
     UnreadableImageError,
     check_image,
+    decode_images,
     list_images,
     load_image,
 )
@@ -37,10 +40,12 @@ __all__ = [
     "LABEL_MODES",
     "PRESETS",
     "DataSourceError",
+    "DecodedImages",
     "ImageDataset",
     "LabelledSet",
     "MixupCutmix",
     "Sample",
+    "SkippedFile",
     "SourceSplits",
     "SplitFractions",
     "UnreadableImageError",
@@ -50,6 +55,7 @@ __all__ = [
     "check_image",
     "class_counts",
     "class_weights",
+    "decode_images",
     "elpv_root",
     "eval_transform",
     "is_deterministic",
