@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+import numpy as np
 import pytest
 import torch
 from PIL import Image
@@ -124,3 +125,21 @@ def test_a_decompression_bomb_is_skipped_not_decoded(
 def test_dataset_returns_tensors(tiny_set: LabelledSet) -> None:
     x, y = ImageDataset(tiny_set, eval_transform(TINY))[4]
     assert x.shape == (3, 16, 16) and x.dtype == torch.float32 and y == 1
+
+
+def test_grayscale_pictures_are_kept_compact_and_returned_exactly(tmp_path: Path) -> None:
+    gray = tmp_path / "g.png"
+    Image.fromarray(np.arange(256, dtype=np.uint8).reshape(16, 16)).save(gray)
+    images = DecodedImages()
+    assert images.prefill([gray]) == []
+    assert images.nbytes == 16 * 16  # one channel, not three
+    got = images(gray)
+    assert got.mode == "RGB" and got.tobytes() == load_image(gray).tobytes()
+
+
+def test_a_picture_decoded_on_first_use_is_kept_unedited(tiny_set: LabelledSet) -> None:
+    images = DecodedImages()
+    path = tiny_set.samples[0][0]
+    first = images(path)  # not prefilled: decoded now, kept, handed out as a copy
+    first.paste((1, 2, 3), (0, 0, 16, 16))
+    assert images(path).tobytes() == load_image(path).tobytes()

@@ -272,6 +272,7 @@ class DecodedImages:
         key = os.fspath(path)
         if key in self._memo:
             return True
+        image = _compact(image)
         size = _nbytes(image)
         if self.nbytes + size > self.max_bytes:
             return False
@@ -280,11 +281,15 @@ class DecodedImages:
         return True
 
     def __call__(self, path: str | os.PathLike[str]) -> Image.Image:
-        image = self._memo.get(os.fspath(path))
+        key = os.fspath(path)
+        image = self._memo.get(key)
         if image is None:
-            image = load_image(path)
-            self.keep(path, image)
-        return image.copy()
+            fresh = load_image(path)
+            if not self.keep(path, fresh):
+                return fresh
+            image = self._memo[key]
+        # a copy: transforms must not edit the kept picture
+        return image.convert("RGB") if image.mode == "L" else image.copy()
 
     def prefill(
         self, paths: Sequence[str | os.PathLike[str]], progress: bool = False
@@ -292,6 +297,16 @@ class DecodedImages:
         """Decode the ``paths`` not held yet (in threads); the files that failed, with why."""
         todo = [Path(p) for p in paths if os.fspath(p) not in self._memo]
         return decode_images(todo, images=self, progress=progress)
+
+
+def _compact(image: Image.Image) -> Image.Image:
+    """A grayscale picture (three equal channels, as :func:`to_rgb` makes them) kept as one
+    ``L`` channel: a third of the memory, and ``convert("RGB")`` restores it exactly."""
+    if image.mode == "RGB":
+        r, g, b = image.split()
+        if r.tobytes() == g.tobytes() == b.tobytes():
+            return r
+    return image
 
 
 def _nbytes(image: Image.Image) -> int:
