@@ -7,10 +7,10 @@ import sys
 from collections.abc import Sequence
 
 from effnet import __version__
-from effnet.cli import lab, models, perf, train, weights
+from effnet.cli import lab, models, perf, report, train, weights
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
-_COMMAND_MODULES = (models, weights, train, perf, lab)
+_COMMAND_MODULES = (models, weights, train, perf, lab, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
