@@ -186,12 +186,15 @@ def test_hidden_files_and_other_suffixes_are_ignored_and_counted(tmp_path: Path)
     (root / "b" / "notes.txt").write_text("x")
     save_rgb(root / "b" / "UPPER.JPG", (5, 5, 5))
     save_rgb(root / "b" / "Mixed.PnG", (6, 6, 6))
+    save_rgb(root / "__MACOSX" / "a" / "._img_000.png", (0, 0, 0))
+    save_rgb(root / "stray.png", (0, 0, 0))
     src = load_source(root, fractions=NO_SPLIT)
     files = _all_files(src)
     assert "b/UPPER.JPG" in files and "b/Mixed.PnG" in files and len(files) == 10
     assert src.num_skipped == 0
     ignored = src.to_dict()["validation"]["ignored"]
-    assert ignored["hidden"]["count"] == 3
+    assert ignored["hidden"]["count"] == 4
+    assert ignored["image outside the class folders"]["examples"] == ["stray.png"]
     assert ignored["not an image (.txt)"]["count"] == 1
 
 

@@ -114,13 +114,17 @@ class FolderScan:
         """
         out = []
         for entry in self._entries(folder):
-            if entry.name.startswith((".", "__")):
-                continue
             path = Path(folder, entry.name)
+            if entry.name.startswith((".", "__")):  # .ipynb_checkpoints, __MACOSX
+                self._ignore("hidden", path)
+                continue
             try:
-                if not entry.is_dir():  # follows symlinks
-                    continue
+                is_dir = entry.is_dir()  # follows symlinks
             except OSError:
+                is_dir = False
+            if not is_dir:
+                if os.path.splitext(entry.name)[1].lower() in self.extensions:
+                    self._ignore("image outside the class folders", path)
                 continue
             if entry.is_symlink() and not self._link_allowed(path, "folder"):
                 continue

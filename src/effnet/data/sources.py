@@ -238,7 +238,7 @@ def _folder_sets(root: Path) -> tuple[dict[str, LabelledSet], str, ValidationRep
     dirs = _subdirs(scan, root)
     split_dirs = [d for d in dirs if d.name.lower() in _SPLIT_ALIASES]
     if not any(d.name.lower() == "train" for d in split_dirs):
-        layout = {"all": (0, _scan_classes(scan, root))}
+        layout = {"all": (0, _scan_classes(scan, root, 0, dirs))}
     else:
         if len(split_dirs) != len(dirs):
             others = [d.name for d in dirs if d not in split_dirs]
@@ -276,8 +276,10 @@ def _folder_sets(root: Path) -> tuple[dict[str, LabelledSet], str, ValidationRep
     return sets, "split-folders", report
 
 
-def _scan_classes(scan: FolderScan, folder: Path, rank: int = 0) -> tuple[str, ...]:
-    class_dirs = _subdirs(scan, folder)
+def _scan_classes(
+    scan: FolderScan, folder: Path, rank: int = 0, class_dirs: list[Path] | None = None
+) -> tuple[str, ...]:
+    class_dirs = _subdirs(scan, folder) if class_dirs is None else class_dirs
     if not class_dirs:
         loose = FolderScan(folder)
         loose.files(folder, recursive=False)
