@@ -143,3 +143,17 @@ def test_a_picture_decoded_on_first_use_is_kept_unedited(tiny_set: LabelledSet) 
     first = images(path)  # not prefilled: decoded now, kept, handed out as a copy
     first.paste((1, 2, 3), (0, 0, 16, 16))
     assert images(path).tobytes() == load_image(path).tobytes()
+
+
+def test_kept_pictures_can_be_shrunk_for_small_training_sizes(tmp_path: Path) -> None:
+    root = tmp_path / "ds"
+    for name in ("a", "b"):
+        for i in range(4):
+            (root / name).mkdir(parents=True, exist_ok=True)
+            Image.new("RGB", (64, 48), (i, 9, 99 if name == "a" else 7)).save(
+                root / name / f"{i}.png"
+            )
+    images = DecodedImages(max_side=24)
+    src = load_source(root, fractions=SplitFractions(val=0.0, test=0.25), keep_images=images)
+    assert src.images is images and len(images) == 8
+    assert images(src.train.samples[0][0]).size == (32, 24)

@@ -256,8 +256,11 @@ class DecodedImages:
     at the end of every epoch.
     """
 
-    def __init__(self, max_bytes: int | None = None) -> None:
+    def __init__(self, max_bytes: int | None = None, max_side: int | None = None) -> None:
         self.max_bytes = default_cache_bytes() if max_bytes is None else int(max_bytes)
+        self.max_side = max_side
+        """Shrink a picture whose short side is longer, once, when it is kept (runs that train
+        at 32-200 px, like the scaling lab's trials, need not hold 300 px originals)."""
         self.nbytes = 0
         self._memo: dict[str, Image.Image] = {}
 
@@ -272,7 +275,7 @@ class DecodedImages:
         key = os.fspath(path)
         if key in self._memo:
             return True
-        image = _compact(image)
+        image = _compact(self._shrink(image))
         size = _nbytes(image)
         if self.nbytes + size > self.max_bytes:
             return False
@@ -286,10 +289,18 @@ class DecodedImages:
         if image is None:
             fresh = load_image(path)
             if not self.keep(path, fresh):
-                return fresh
+                return self._shrink(fresh)
             image = self._memo[key]
         # a copy: transforms must not edit the kept picture
         return image.convert("RGB") if image.mode == "L" else image.copy()
+
+    def _shrink(self, image: Image.Image) -> Image.Image:
+        short = min(image.size)
+        if self.max_side is None or short <= self.max_side:
+            return image
+        w, h = image.size
+        size = (round(w * self.max_side / short), round(h * self.max_side / short))
+        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
     def prefill(
         self, paths: Sequence[str | os.PathLike[str]], progress: bool = False

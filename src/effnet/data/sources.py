@@ -109,7 +109,7 @@ def load_source(
     seed: int = 0,
     validate: bool = True,
     deep: bool = True,
-    keep_images: bool = False,
+    keep_images: bool | DecodedImages = False,
     progress: bool = True,
 ) -> SourceSplits:
     """Load, check and split ``src`` (see the module docstring for the forms).
@@ -118,7 +118,8 @@ def load_source(
     ``fractions`` (default 70/15/15) and ``seed`` drive the stratified split of a single set.
     ``validate`` decodes every file once (a tqdm bar with ``progress``); files that fail are
     left out and listed in ``result.validation`` with their reasons. ``keep_images`` keeps the
-    decoded pictures in ``result.images`` (within a memory budget) for the run's loaders.
+    decoded pictures in ``result.images`` (within a memory budget) for the run's loaders; pass
+    a :class:`~effnet.data.images.DecodedImages` to choose its budget or ``max_side``.
     ``deep`` is accepted for compatibility: validation always decodes.
     """
     del deep
@@ -152,7 +153,10 @@ def load_source(
             kind = "csv-splits"
 
     report = scanned
-    images = DecodedImages() if keep_images else None
+    if isinstance(keep_images, DecodedImages):
+        images: DecodedImages | None = keep_images
+    else:
+        images = DecodedImages() if keep_images else None
     if validate:
         for name, part in given.items():
             given[name], rep = validate_set(part, images=images, progress=progress, warn=False)
