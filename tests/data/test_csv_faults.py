@@ -119,3 +119,11 @@ def test_missing_files_still_named(images: Path) -> None:
     (images / "d.csv").write_text("path,label\n" + "\n".join(_rows()) + "\nimg/gone.png,cat\n")
     with pytest.raises(BadDataError, match=r"1 row\(s\) point to missing files \(line 10"):
         load_source(images / "d.csv")
+
+
+def test_labels_differing_only_in_case_are_flagged(images: Path) -> None:
+    rows = [f"img/{i}.png,{'Cat' if i % 2 else 'cat'}" for i in range(8)]
+    (images / "d.csv").write_text("\n".join(rows) + "\n")
+    with pytest.warns(UserWarning, match=r"\[\['Cat', 'cat'\]\] differ only in case"):
+        src = load_source(images / "d.csv", fractions=NO_SPLIT)
+    assert src.classes == ("Cat", "cat")

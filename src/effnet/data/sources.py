@@ -162,6 +162,7 @@ def load_source(
             given[name], rep = validate_set(part, images=images, progress=progress, warn=False)
             report = report.merge(rep)
     warn_skipped(report.skipped, report.checked)
+    _warn_near_duplicate_classes(next(iter(given.values())).classes, text)
     for name, part in given.items():
         _check_set(part, name if name != "all" else "the data", text, report)
 
@@ -193,6 +194,20 @@ def load_source(
         text, kind, train.classes, train, parts["val"], parts["test"], report, record, mode,
         images,
     )  # fmt: skip
+
+
+def _warn_near_duplicate_classes(classes: tuple[str, ...], source: str) -> None:
+    """``Cat`` and ``cat`` (or ``cat_`` and ``cat-``) are two classes: almost always a typo."""
+    groups: dict[str, list[str]] = {}
+    for c in classes:
+        groups.setdefault(re.sub(r"[\s_-]+", "", c.casefold()), []).append(c)
+    clashes = [g for g in groups.values() if len(g) > 1]
+    if clashes:
+        warnings.warn(
+            f"{source}: classes {clashes} differ only in case, spaces or '_'/'-' and are "
+            "trained as different classes; rename the folders (or CSV labels) if they are one",
+            stacklevel=3,
+        )
 
 
 def _check_set(part: LabelledSet, where: str, source: str, report: ValidationReport) -> None:
