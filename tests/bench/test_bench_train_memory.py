@@ -11,13 +11,13 @@ import copy
 
 import pytest
 import torch
-from bench_helpers import one_torch_thread as one_torch_thread  # autouse
 
 import effnet
 import effnet.layers as layers
 from effnet.bench import peak_tensor_bytes, saved_tensor_bytes
 from effnet.model import EfficientNet
 from effnet.specs import StageSpec
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 
 def tiny(activation: str = "silu") -> EfficientNet:

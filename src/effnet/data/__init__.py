@@ -5,6 +5,8 @@
 * :func:`eval_transform`: the preprocessing a model or weights record needs, exactly.
 * :func:`load_source`: a class folder, split folders, a CSV or ``"elpv"`` -> validated,
   stratified, recorded :class:`SourceSplits`; :class:`ImageDataset` loads them.
+* :func:`write_data_record` / :func:`recorded_splits`: a run's ``data.json``, written once and
+  read back file for file (evaluation, int8 calibration, benchmarks).
 * :func:`train_transform` presets and :class:`MixupCutmix` for training.
 * :func:`class_weights` / :func:`balanced_sampler` for skewed classes.
 """
@@ -30,6 +32,12 @@ from effnet.data.images import (
     load_image,
 )
 from effnet.data.mixing import MixupCutmix, one_hot
+from effnet.data.record import (
+    read_data_record,
+    recorded_splits,
+    same_source,
+    write_data_record,
+)
 from effnet.data.sources import ELPV_CLASSES, LABEL_MODES, SourceSplits, elpv_root, load_source
 from effnet.data.splits import SplitFractions, apply_split_record, split_record, stratified_split
 from effnet.data.transforms import eval_transform, resolve_preprocess
@@ -63,9 +71,13 @@ __all__ = [
     "load_image",
     "load_source",
     "one_hot",
+    "read_data_record",
+    "recorded_splits",
     "resolve_preprocess",
+    "same_source",
     "split_record",
     "stratified_split",
     "train_transform",
     "validate_set",
+    "write_data_record",
 ]

@@ -64,7 +64,7 @@ class SplitFractions:
         stopping: 67.5 / 7.5 / 25.
         """
         if not 0.0 <= val_of_train < 1.0:
-            raise ValueError(f"val_of_train must be in [0, 1), got {val_of_train}")
+            raise ConfigError(f"val_of_train must be in [0, 1), got {val_of_train}")
         return cls(val=(1.0 - test) * val_of_train, test=test)
 
     @classmethod
