@@ -48,7 +48,6 @@ class RunFiles:
 
     run_dir: Path
     config: dict[str, Any] = field(default_factory=dict)
-    config_text: str = ""
     data: dict[str, Any] = field(default_factory=dict)
     history: list[dict[str, Any]] = field(default_factory=list)
     summary: dict[str, Any] = field(default_factory=dict)
@@ -63,10 +62,6 @@ class RunFiles:
     @property
     def recorded_splits(self) -> list[str]:
         return list(self.split_record.get("splits", {}))
-
-    @property
-    def classes(self) -> list[str]:
-        return list(self.data.get("classes") or self.checkpoint_meta.get("classes") or [])
 
     @property
     def stored_temperature(self) -> float | None:
@@ -86,8 +81,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunFiles:
     run = RunFiles(root)
     config = root / "config.yaml"
     if config.is_file():
-        run.config_text = config.read_text()
-        loaded = yaml.safe_load(run.config_text)
+        loaded = yaml.safe_load(config.read_text())
         run.config = loaded if isinstance(loaded, dict) else {}
     run.data = _read_json(root / "data.json")
     run.summary = _read_json(root / "report.json")

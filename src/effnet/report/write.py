@@ -16,7 +16,7 @@ from torch import nn
 
 from effnet._version import __version__
 from effnet.report import figures
-from effnet.report.calibration import fit_temperature, reliability
+from effnet.report.calibration import MIN_SAMPLES, fit_temperature, reliability
 from effnet.report.html import esc, page
 from effnet.report.predictions import Predictions, load_predictions
 from effnet.report.run import RunFiles, load_run_model, read_run, recompute_predictions
@@ -189,16 +189,20 @@ def write_report(
     if missing and recompute and run.checkpoint is not None and run.split_record:
         model = load_run_model(run, device) if model is None else model
         preds.update(recompute_predictions(run, missing, model, device=device))
-    if model is None and run.checkpoint is not None and gallery > 0:
-        model = load_run_model(run, device)
-
     ev = preds.get(evaluated)
+    if model is None and run.checkpoint is not None and gallery > 0 and ev is not None and len(ev):
+        model = load_run_model(run, device)
     metrics = _metrics(ev) if ev is not None and len(ev) else None
     if temperature is None:
         cal = preds.get(cal_split) if cal_split else None
         if cal is not None and len(cal):
             temperature = fit_temperature(cal.logits, cal.targets)
             fitted_note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
+            if temperature == 1.0:
+                fitted_note += (
+                    f" T stays 1: fewer than {MIN_SAMPLES} predictions, not a single mistake, "
+                    "or logits that do not depend on T."
+                )
         else:
             temperature = 1.0
             fitted_note = "No held-out predictions to fit a temperature on: T = 1."
