@@ -20,11 +20,12 @@ from typing import Any
 
 import numpy as np
 import pytest
-import torch
 from PIL import Image
-from report_fixtures import make_run
 
+from effnet.host import torch_threads
 from effnet.report import write_report
+from helpers.report import make_run
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("captum")
@@ -144,13 +145,8 @@ def _console_errors(log: str) -> list[str]:
 
 @pytest.fixture(scope="module")
 def report(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        run = make_run(tmp_path_factory.mktemp("browser"))
-        return write_report(run)
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        return write_report(make_run(tmp_path_factory.mktemp("browser")))
 
 
 def test_every_section_and_image_renders_without_errors(report: Path, tmp_path: Path) -> None:

@@ -9,23 +9,21 @@ import pytest
 import torch
 import torch.nn.functional as F
 from PIL import Image
-from report_fixtures import SIZE, blob_picture, tiny_model, train_blob_detector
 
 from effnet.data import eval_transform
+from effnet.host import torch_threads
+from effnet.model import EfficientNet
 from effnet.report.cam import explain_files, explain_images, grad_cam, overlay
+from helpers.report import SIZE, blob_picture, tiny_model, train_blob_detector
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 pytest.importorskip("captum")
 
 
 @pytest.fixture(scope="module")
-def detector():  # type: ignore[no-untyped-def]
-    # one thread: on a shared 2-core machine two contending threads make this 10x slower
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield train_blob_detector()
-    finally:
-        torch.set_num_threads(threads)
+def detector() -> EfficientNet:
+    with torch_threads(1):  # two threads contending for 2 shared cores: 10x slower
+        return train_blob_detector()
 
 
 def _peak(heatmap: np.ndarray) -> tuple[int, int]:
@@ -33,7 +31,7 @@ def _peak(heatmap: np.ndarray) -> tuple[int, int]:
     return int(col), int(row)
 
 
-def test_overlay_peak_lies_inside_the_object(detector) -> None:  # type: ignore[no-untyped-def]
+def test_overlay_peak_lies_inside_the_object(detector: EfficientNet) -> None:
     rng = np.random.default_rng(123)
     pictures, blobs = zip(*[blob_picture(rng, True) for _ in range(16)])
     explained = explain_images(detector, list(pictures), [1] * 16)
@@ -47,7 +45,7 @@ def test_overlay_peak_lies_inside_the_object(detector) -> None:  # type: ignore[
     assert all(ex.probs[1] > 0.5 for ex in explained)
 
 
-def test_picture_is_the_classified_tensor(detector) -> None:  # type: ignore[no-untyped-def]
+def test_picture_is_the_classified_tensor(detector: EfficientNet) -> None:
     rng = np.random.default_rng(5)
     picture, _ = blob_picture(rng, True)
     (ex,) = explain_images(detector, [picture])
@@ -108,7 +106,7 @@ def test_overlay_keeps_cold_pixels() -> None:
     assert (out[1:, 1:] == 100).all() and not (out[0, 0] == 100).all()
 
 
-def test_explain_files_writes_one_overlay_per_image(tmp_path: Path, detector) -> None:  # type: ignore[no-untyped-def]
+def test_explain_files_writes_one_overlay_per_image(tmp_path: Path, detector: EfficientNet) -> None:
     rng = np.random.default_rng(9)
     for folder in ("a", "b"):
         (tmp_path / folder).mkdir()

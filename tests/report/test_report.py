@@ -8,9 +8,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from report_fixtures import make_run
 
 from effnet.cli import main
+from effnet.host import torch_threads
 from effnet.report import (
     Predictions,
     load_predictions,
@@ -18,6 +18,8 @@ from effnet.report import (
     write_report,
 )
 from effnet.report.sections import summary_block
+from helpers.report import make_run
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 pytest.importorskip("matplotlib")
 pytest.importorskip("captum")
@@ -28,12 +30,8 @@ SECTIONS = ("summary", "curves", "confusion", "per-class", "gallery", "calibrati
 
 @pytest.fixture(scope="module")
 def run(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    threads = torch.get_num_threads()
-    torch.set_num_threads(1)
-    try:
-        yield make_run(tmp_path_factory.mktemp("report"))
-    finally:
-        torch.set_num_threads(threads)
+    with torch_threads(1):
+        return make_run(tmp_path_factory.mktemp("report"))
 
 
 def _ids(text: str) -> set[str]:

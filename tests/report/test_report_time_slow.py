@@ -8,11 +8,11 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-from report_fixtures import blob_picture
 
 import effnet
 from effnet.report import write_report
 from effnet.report.run import read_run, recompute_predictions
+from helpers.report import blob_picture
 
 pytest.importorskip("captum")
 pytestmark = pytest.mark.slow

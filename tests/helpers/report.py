@@ -1,4 +1,5 @@
-"""Tiny models and synthetic pictures for the report tests (a plain module, no conftest)."""
+"""The report tests' tiny models, blob pictures and runs: a ~10k-parameter model that learns
+to find a bright blob, and a real fine-tuning run directory in a few seconds."""
 
 from __future__ import annotations
 
