@@ -17,11 +17,12 @@ __all__ = [
     "get_spec",
     "list_models",
     "load_model",
+    "resume",
 ]
 
 # The fine-tuning workflow pulls in data/augmentation/plotting code: import it on first use only,
 # so `import effnet` for a model stays light.
-_LAZY = {"finetune", "FinetuneConfig", "TrainConfig"}  # from scratch: effnet.train.train
+_LAZY = {"finetune", "resume", "FinetuneConfig", "TrainConfig"}  # from scratch: effnet.train.train
 
 
 def __getattr__(name: str) -> Any:

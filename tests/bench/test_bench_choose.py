@@ -8,7 +8,6 @@ import os
 import sys
 
 import pytest
-from bench_helpers import one_torch_thread as one_torch_thread  # autouse
 
 from effnet.bench import (
     ChoiceRow,
@@ -22,6 +21,7 @@ from effnet.bench import (
     published_top1,
 )
 from effnet.cli import perf
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 TWO = ["efficientnet_b0", "efficientnet_lite0"]
 

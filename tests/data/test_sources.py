@@ -34,12 +34,12 @@ def _files(part: LabelledSet | None) -> list[str]:
 
 
 def test_class_folder_is_validated_split_and_recorded(class_folder: Path) -> None:
-    with pytest.warns(UserWarning, match="skipping 1 unreadable image"):
+    with pytest.warns(UserWarning, match="skipping 1 file"):
         src = load_source(class_folder, seed=0)
     assert src.kind == "folder" and src.classes == ("a", "b", "c")
     # The corrupt .jpg was dropped and counted; .txt and the hidden folder were never listed.
     assert src.num_skipped == 1 and src.validation.checked == 25
-    assert src.validation.skipped[0][0].endswith("broken.jpg")
+    assert src.validation.skipped[0].path.name == "broken.jpg"
     parts = [src.train, src.val, src.test]
     assert [p.class_counts for p in parts if p] == [[6, 6, 6], [1, 1, 1], [1, 1, 1]]
     all_files = sorted(f for p in parts for f in _files(p))

@@ -32,3 +32,13 @@ def make_class_folder(root: Path, counts: dict[str, int]) -> Path:
         for i in range(n):
             save_rgb(root / name / f"img_{i:03d}.png", (40 * k % 256, 7 * i % 256, 99))
     return root
+
+
+def save_truncated_jpeg(path: Path, seed: int = 0, size: int = 64) -> Path:
+    """A JPEG cut in half: its header reads fine (``Image.verify`` passes), decoding fails."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    noise = np.random.default_rng(seed).integers(0, 255, (size, size, 3), dtype=np.uint8)
+    Image.fromarray(noise).save(path, format="JPEG")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    return path

@@ -8,8 +8,6 @@ import numpy as np
 import onnx
 import pytest
 import torch
-from export_helpers import one_torch_thread as one_torch_thread  # autouse
-from export_helpers import tiny_model
 
 from effnet.export import (
     RECIPES,
@@ -17,8 +15,11 @@ from effnet.export import (
     export_onnx,
     quantize_int8,
 )
+from effnet.export.artifact import metadata_path
 from effnet.export.quantize import sensitive_nodes
-from effnet.runtime import OnnxPredictor, metadata_path
+from effnet.predict import OnnxPredictor
+from helpers.export import tiny_model
+from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
 
 def _labelled(model: torch.nn.Module, n: int, batch: int, seed: int) -> list:

@@ -6,10 +6,10 @@ import argparse
 import json
 
 import pytest
-from lab_fixtures import make_two_class_folder, tiny_base
 
 from effnet.cli import lab
 from effnet.cost import profile_spec
+from helpers.lab import make_two_class_folder, tiny_base
 
 TINY_BASE = [
     "--base-width",

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import pytest
-from lab_fixtures import tiny_base
 
 from effnet.cost import ladder, profile_spec
 from effnet.factory import create_model
@@ -17,6 +16,7 @@ from effnet.lab import (
 )
 from effnet.scaling import PAPER, Coefficients
 from effnet.specs import BASES, compound, scale, variant_spec
+from helpers.lab import tiny_base
 
 
 def _macs(spec) -> int:

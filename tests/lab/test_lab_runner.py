@@ -6,7 +6,15 @@ import csv
 import json
 
 import pytest
-from lab_fixtures import (
+from PIL import Image
+
+from effnet.cost import profile_spec
+from effnet.host import usable_cores
+from effnet.lab import Grid, RunOptions, compare, run_trial, run_trials, search
+from effnet.lab.experiment import SUMMARY_COLUMNS
+from effnet.lab.runner import load_results
+from effnet.specs import spec_from_dict
+from helpers.lab import (
     echo_trial,
     failing_trial,
     make_two_class_folder,
@@ -14,13 +22,6 @@ from lab_fixtures import (
     tiny_data,
     tiny_recipe,
 )
-from PIL import Image
-
-from effnet.cost import profile_spec
-from effnet.lab import Grid, compare, run_trial, run_trials, search
-from effnet.lab.experiment import SUMMARY_COLUMNS
-from effnet.lab.runner import available_cores, load_results
-from effnet.specs import spec_from_dict
 
 # three triples within 5% of 2: (1.2, 1.1, 1.15), (1.2, 1.1, 1.2), (1.25, 1.1, 1.15); on the
 # 7-block tiny base alpha 1.2 and 1.25 add the same block, so the first and last are one model
@@ -42,8 +43,7 @@ def searched(folder, tmp_path_factory):
         grid=Grid.parse(TINY_GRID),
         macs_tolerance=0.5,
         recipe=tiny_recipe(),
-        backend="serial",
-        progress=False,
+        run=RunOptions(progress=False),
     )
     return result
 
@@ -87,8 +87,7 @@ def test_rerunning_a_finished_search_resumes_without_running_anything(searched, 
         grid=Grid.parse(TINY_GRID),
         macs_tolerance=0.5,
         recipe=tiny_recipe(),
-        backend="serial",
-        progress=False,
+        run=RunOptions(progress=False),
         trial_fn=failing_trial,  # would record failures if anything ran
     )
     assert again.report.ran == [] and again.report.failed == []
@@ -119,8 +118,7 @@ def _fake_search(folder, out, accuracy) -> object:
         grid=Grid.parse(TINY_GRID),
         macs_tolerance=0.5,
         recipe=tiny_recipe(),
-        backend="serial",
-        progress=False,
+        run=RunOptions(progress=False),
         trial_fn=trial,
     )
 
@@ -192,12 +190,10 @@ def test_a_tiny_compare_runs_in_a_spawned_process_pool(folder, tmp_path):
         targets=(2.0,),
         strategies=("width", "resolution"),
         recipe=tiny_recipe(latency_runs=0),
-        backend="process",
-        workers=2,
-        progress=False,
+        run=RunOptions(backend="process", workers=2, progress=False),
     )
     assert result.report.backend == "process" and result.report.workers == 2
-    assert result.report.threads == max(1, available_cores() // 2)
+    assert result.report.threads == max(1, usable_cores() // 2)
     assert sorted(p["strategy"] for p in result.points) == ["base", "resolution", "width"]
     for p in result.points:
         assert abs(p["macs_ratio"] / p["target"] - 1) <= 0.05
@@ -217,8 +213,7 @@ def test_the_ray_backend_runs_a_tiny_search_on_a_local_ray_instance(folder, tmp_
         grid=Grid.parse("alpha=1.2 beta=1.1 gamma=1.15,1.2"),
         macs_tolerance=0.5,
         recipe=tiny_recipe(latency_runs=0),
-        backend="ray",
-        progress=False,
+        run=RunOptions(backend="ray", progress=False),
     )
     assert result.report.backend == "ray" and not result.report.failed
     assert len(result.ranking) == 2

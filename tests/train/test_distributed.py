@@ -11,7 +11,9 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_fixtures import make_folder
+
+from effnet.train.checkpoint import load_run_state
+from helpers.images import make_folder
 
 HERE = Path(__file__).parent
 
@@ -67,7 +69,9 @@ def torchrun(*args: str, timeout: float = 300) -> subprocess.CompletedProcess[st
 
 
 def raw_params(run: Path) -> dict[str, torch.Tensor]:
-    return torch.load(run / "last.train.pt", weights_only=True)["raw_model"]
+    weights = load_run_state(run).model
+    assert weights is not None
+    return weights
 
 
 @pytest.fixture(scope="module")

@@ -7,13 +7,14 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_fixtures import make_folder, tiny_config
 
 import effnet
 from effnet.cli import main
 from effnet.data import DataSourceError
-from effnet.train import FinetuneConfig, finetune, load_config
+from effnet.train import FinetuneConfig, finetune, load_config, resume
 from effnet.weights import save_model
+from helpers.finetune import tiny_config
+from helpers.images import make_folder
 
 pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 
@@ -170,7 +171,7 @@ def test_resume_after_a_kill_equals_an_uninterrupted_run(
         json.loads((tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()[-1])["epoch"]
         == 1
     )  # the last complete checkpoint is phase 2, epoch 1
-    resumed = finetune(FinetuneConfig(out=str(tmp_path / "killed")), resume=True)
+    resumed = resume(tmp_path / "killed")
     assert resumed.report["test"] == whole.report["test"]
     a = state(whole.run_dir / "last.safetensors")
     b = state(resumed.run_dir / "last.safetensors")

@@ -7,11 +7,13 @@ from pathlib import Path
 
 import pytest
 import torch
-from finetune_fixtures import make_folder, tiny_config
 
-import effnet.train.phases as ft
-from effnet.train import FinetuneConfig, finetune
+import effnet.train.loop as loop
+from effnet.train import finetune, resume
+from effnet.train.checkpoint import load_run_state
 from effnet.train.progressive import ProgressiveSchedule
+from helpers.finetune import tiny_config
+from helpers.images import make_folder
 
 V2_S = "stages=4,size=128:300,randaug=5:15,mixup=0:0.2,dropout=0.1:0.3"
 
@@ -51,14 +53,14 @@ def test_loader_yields_each_stage_size_and_dropout(
     folder: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     seen: list[tuple[int, float]] = []
-    real = ft.train_one_epoch
+    real = loop.train_one_epoch
 
-    def spy(model, loader, *args, **kwargs):  # type: ignore[no-untyped-def]
+    def spy(setup, loader, *args, **kwargs):
         images, _ = next(iter(loader))
-        seen.append((images.shape[-1], model.dropout.p))
-        return real(model, loader, *args, **kwargs)
+        seen.append((images.shape[-1], setup.model.dropout.p))
+        return real(setup, loader, *args, **kwargs)
 
-    monkeypatch.setattr(ft, "train_one_epoch", spy)
+    monkeypatch.setattr(loop, "train_one_epoch", spy)
     result = finetune(
         tiny_config(
             folder,
@@ -112,10 +114,11 @@ def test_resume_in_the_middle_of_a_stage(folder: Path, tmp_path: Path) -> None:
         finetune(tiny_config(folder, tmp_path / "killed", **config), on_step=kill)
     rows = (tmp_path / "killed" / "metrics.jsonl").read_text().splitlines()
     assert [json.loads(r)["size"] for r in rows] == [32, 32]
-    resumed = finetune(FinetuneConfig(out=str(tmp_path / "killed")), resume=True)
+    resumed = resume(tmp_path / "killed")
     assert [r["size"] for r in resumed.history] == [32, 32, 48, 48]
     assert resumed.report["test"] == whole.report["test"]
-    a = torch.load(whole.run_dir / "last.train.pt", weights_only=True)["raw_model"]
-    b = torch.load(resumed.run_dir / "last.train.pt", weights_only=True)["raw_model"]
+    a = load_run_state(whole.run_dir).model
+    b = load_run_state(resumed.run_dir).model
+    assert a is not None and b is not None
     for key in a:
         torch.testing.assert_close(a[key], b[key], atol=1e-6, rtol=1e-5)

@@ -9,7 +9,6 @@
 
 from effnet.bench.cache import MeasurementCache, cache_dir, measurement_key
 from effnet.bench.choose import (
-    PUBLISHED_TOP1,
     Choice,
     ChoiceRow,
     choose,
@@ -33,7 +32,6 @@ __all__ = [
     "EFFNET_RUNTIMES",
     "PEER_NAMES",
     "PEER_RUNTIMES",
-    "PUBLISHED_TOP1",
     "BenchReport",
     "BenchRow",
     "Choice",

@@ -4,7 +4,8 @@ One JSON file per :func:`~effnet.bench.hardware.fingerprint`
 (``<cache>/bench/measurements-<key>.json``), so a new CPU, a torch or ONNX Runtime upgrade or a
 new effnet release starts from an empty cache instead of trusting stale numbers, while machines
 sharing a home directory do not overwrite each other. Files are written atomically (temporary
-file + ``os.replace``).
+file + ``os.replace``). A cache that cannot be written (read-only, full disk, a file in the way)
+only costs the next run its measurements: one warning, and the values stay in memory.
 """
 
 from __future__ import annotations
@@ -12,6 +13,7 @@ from __future__ import annotations
 import json
 import os
 import tempfile
+import warnings
 from pathlib import Path
 from typing import Any
 
@@ -45,6 +47,7 @@ class MeasurementCache:
         self.directory = Path(directory) if directory is not None else cache_dir() / "bench"
         self.path = self.directory / f"measurements-{self.key}.json"
         self._entries: dict[str, Any] | None = None
+        self._unwritable = False
 
     def _load(self) -> dict[str, Any]:
         if self._entries is None:
@@ -64,12 +67,28 @@ class MeasurementCache:
         return dict(entry) if isinstance(entry, dict) else None
 
     def put(self, key: str, value: dict[str, Any]) -> None:
-        """Store one measurement and write the file atomically."""
+        """Store one measurement and write the file atomically (in memory only, with one
+        warning, when the cache cannot be written)."""
         entries = self._load()
+        if self._unwritable:
+            self._entries = {**entries, key: value}
+            return
         # re-read so concurrent writers lose as little as possible (last writer wins per key)
         self._entries = None
         entries = {**entries, **self._load(), key: value}
         self._entries = entries
+        try:
+            self._write(entries)
+        except OSError as err:
+            self._unwritable = True
+            warnings.warn(
+                f"cannot write the measurement cache {self.path} ({err.strerror or err}); "
+                "measurements are kept for this run only. Set EFFNET_CACHE to a writable folder "
+                "to reuse them next time.",
+                stacklevel=2,
+            )
+
+    def _write(self, entries: dict[str, Any]) -> None:
         self.directory.mkdir(parents=True, exist_ok=True)
         fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".measurements-", suffix=".tmp")
         try:

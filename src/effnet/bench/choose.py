@@ -4,7 +4,9 @@ The seed's advice is to pick a variant by compute budget, but MACs predict laten
 families (depthwise convolutions are memory-bound, V2's fused convolutions are not) and across
 machines. :func:`choose` therefore *measures* each candidate on this machine, in the runtime the
 user will ship, and ranks by the published ImageNet top-1 of the candidate's default weights.
-Measurements are cached per hardware + library versions (:class:`MeasurementCache`).
+Measurements are cached per hardware + library versions (:class:`MeasurementCache`). A
+variant's published top-1 is its default weights' in the weights catalog (:mod:`effnet.weights`),
+the one list of them.
 """
 
 from __future__ import annotations
@@ -20,50 +22,30 @@ from typing import Any
 
 from effnet.bench.cache import MeasurementCache, measurement_key
 from effnet.bench.runners import make_runner
-from effnet.bench.timing import threads, time_fn
+from effnet.bench.timing import time_fn
 from effnet.cost import profile_spec
+from effnet.errors import ConfigError
+from effnet.host import torch_threads
+from effnet.plotting import new_figure, save_figure
 from effnet.registry import get_spec, list_models
 from effnet.specs import ModelSpec
 
-__all__ = ["PUBLISHED_TOP1", "Choice", "ChoiceRow", "choose", "pareto_front", "published_top1"]
-
-# ImageNet top-1 of each variant's default public weights (docs reference table): torchvision's
-# checkpoints for B0-B7 and V2-S/M/L, timm's TF ports for Lite0-4. Used when the weights catalog
-# (effnet.weights) does not give a number.
-PUBLISHED_TOP1: dict[str, float] = {
-    "efficientnet_b0": 77.692,
-    "efficientnet_b1": 79.838,
-    "efficientnet_b2": 80.608,
-    "efficientnet_b3": 82.008,
-    "efficientnet_b4": 83.384,
-    "efficientnet_b5": 83.444,
-    "efficientnet_b6": 84.008,
-    "efficientnet_b7": 84.122,
-    "efficientnet_lite0": 74.85,
-    "efficientnet_lite1": 76.67,
-    "efficientnet_lite2": 77.47,
-    "efficientnet_lite3": 79.81,
-    "efficientnet_lite4": 81.54,
-    "efficientnetv2_s": 84.228,
-    "efficientnetv2_m": 85.112,
-    "efficientnetv2_l": 85.808,
-}
+__all__ = ["Choice", "ChoiceRow", "choose", "pareto_front", "plot_choice", "published_top1"]
 
 
 def published_top1(name: str) -> tuple[float | None, int | None, str]:
-    """(top-1, eval resolution, source) of a variant's default weights; None when unknown."""
-    try:
-        from effnet.weights import default_record
+    """(top-1, eval resolution, source) of a variant's default weights in the weights catalog;
+    None when it has none (pass such a candidate with its own number: ``(name, top1)``)."""
+    from effnet.weights import default_record
 
+    try:
         record = default_record(name)
-        if record.top1 is not None:
-            size = getattr(getattr(record, "preprocess", None), "input_size", None)
-            return float(record.top1), size, f"weights catalog ({record.tag})"
-    except (ImportError, KeyError, LookupError, ValueError, AttributeError):
-        pass
-    if name in PUBLISHED_TOP1:
-        return PUBLISHED_TOP1[name], None, "effnet.bench.choose.PUBLISHED_TOP1"
-    return None, None, ""
+    except (KeyError, LookupError, ValueError):
+        return None, None, ""
+    if record.top1 is None:
+        return None, None, ""
+    size = getattr(getattr(record, "preprocess", None), "input_size", None)
+    return float(record.top1), size, f"weights catalog ({record.tag})"
 
 
 @dataclass
@@ -103,22 +85,61 @@ class Choice:
         data["best"] = asdict(self.best) if self.best else None
         return data
 
+    def headline(self) -> str:
+        top1 = f", top-1 >= {self.min_top1:g}" if self.min_top1 else ""
+        return (
+            f"budget {self.latency_budget_ms:g} ms per batch of {self.batch}, runtime "
+            f"{self.runtime}{top1}"
+        )
+
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """Every candidate, fastest first: latency, whether it fits, the Pareto front."""
+        headers = ["model", "top-1", "res", "GMACs", "median ms", "p90 ms", "in budget"]
+        rows = [
+            [
+                *(r.model, r.top1, r.resolution, r.gmacs),
+                "-" if r.latency_ms is None else r.latency_ms,
+                "-" if r.p90_ms is None else r.p90_ms,
+                "yes" if r.within_budget else "no",
+                "*" if r.pareto else "",
+                "cache" if r.cached else ("skipped" if r.skipped else "measured"),
+            ]
+            for r in sorted(self.rows, key=lambda r: (r.latency_ms is None, r.latency_ms or 0))
+        ]
+        return [*headers, "pareto", "source"], rows
+
+    def summary(self) -> list[str]:
+        """The pick, the plot and the cache file."""
+        lines = []
+        if self.best is not None:
+            b = self.best
+            lines.append(
+                f"\nchoose: {b.model} -- top-1 {b.top1:.2f}% ({b.top1_source}), "
+                f"{b.latency_ms or 0:.1f} ms at {b.resolution}px"
+            )
+        if self.plot:
+            lines.append(f"plot: {self.plot}")
+        if self.cache_file:
+            lines.append(f"measurements cached in {self.cache_file}")
+        return lines
+
+
+def _measured(rows: Sequence[ChoiceRow]) -> list[tuple[float, ChoiceRow]]:
+    return [(r.latency_ms, r) for r in rows if r.latency_ms is not None]
+
 
 def pareto_front(rows: Sequence[ChoiceRow]) -> list[ChoiceRow]:
     """Measured rows no other row beats on both latency (lower) and top-1 (higher)."""
-    measured = [r for r in rows if r.latency_ms is not None]
-    front = []
-    for r in measured:
-        dominated = any(
-            o is not r
-            and o.latency_ms <= r.latency_ms  # type: ignore[operator]
-            and o.top1 >= r.top1
-            and (o.latency_ms < r.latency_ms or o.top1 > r.top1)  # type: ignore[operator]
-            for o in measured
+    measured = _measured(rows)
+    front = [
+        (ms, r)
+        for ms, r in measured
+        if not any(
+            o is not r and o_ms <= ms and o.top1 >= r.top1 and (o_ms < ms or o.top1 > r.top1)
+            for o_ms, o in measured
         )
-        if not dominated:
-            front.append(r)
-    return sorted(front, key=lambda r: r.latency_ms)  # type: ignore[arg-type, return-value]
+    ]
+    return [r for _, r in sorted(front, key=lambda pair: pair[0])]
 
 
 def _candidates(
@@ -136,13 +157,13 @@ def _candidates(
             top1, source = float(given_top1), "given"
         if top1 is None:
             if candidates is not None:
-                raise ValueError(
+                raise ConfigError(
                     f"{spec.name} has no published top-1; pass it as ({spec.name!r}, top1)"
                 )
             continue  # default candidate list: only variants with a published number
         items.append((spec, top1, size, source))
     if not items:
-        raise ValueError("no candidate variants with a known top-1 to choose from")
+        raise ConfigError("no candidate variants with a known top-1 to choose from")
     return items
 
 
@@ -182,10 +203,8 @@ def choose(
         measure_all: measure every candidate; by default a candidate is skipped when one with
             no more MACs already took more than twice the budget.
     """
-    from tqdm.auto import tqdm
-
     if latency_ms <= 0:
-        raise ValueError(f"the latency budget must be positive, got {latency_ms} ms")
+        raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
     # (an empty MeasurementCache is falsy: test the type, not the truth value)
     store = MeasurementCache() if cache is True else (cache if cache is not False else None)
     rows: list[ChoiceRow] = []
@@ -196,43 +215,10 @@ def choose(
         rows.append(ChoiceRow(spec.name, top1, source, res, round(cost.gmacs, 4), cost.params))
         specs[spec.name] = spec
     rows.sort(key=lambda r: r.gmacs)
-    too_slow: ChoiceRow | None = None
-    with tempfile.TemporaryDirectory(prefix="effnet-choose-") as work, threads(num_threads):
-        for row in tqdm(rows, desc="choose", unit="model", disable=not progress):
-            if not measure_all and too_slow is not None and row.gmacs >= too_slow.gmacs:
-                row.skipped = (
-                    f"not measured: needs >= the MACs of {too_slow.model}, which took "
-                    f"{too_slow.latency_ms:.1f} ms (over 2x the budget)"
-                )
-                continue
-            spec = specs[row.model]
-            key = measurement_key(
-                model=row.model,
-                spec=_spec_hash(spec),
-                runtime=runtime,
-                batch=batch,
-                resolution=row.resolution,
-                threads=num_threads,
-            )
-            entry = store.get(key) if store is not None else None
-            if entry is None:
-                from effnet.model import EfficientNet
-
-                runner = make_runner(
-                    "effnet", runtime, EfficientNet(spec), batch, row.resolution, work, num_threads
-                )
-                t = time_fn(runner.run, batch=batch, warmup=warmup, repeats=repeats)
-                entry = t.to_dict()
-                if store is not None:
-                    store.put(key, entry)
-            else:
-                row.cached = True
-            row.latency_ms = float(entry["median_ms"])
-            row.p90_ms = float(entry["p90_ms"])
-            row.images_per_s = float(entry["images_per_s"])
-            row.within_budget = row.latency_ms <= latency_ms
-            if row.latency_ms > 2 * latency_ms and (too_slow is None or row.gmacs < too_slow.gmacs):
-                too_slow = row
+    settings = {"runtime": runtime, "batch": batch, "threads": num_threads}
+    timing = {"warmup": warmup, "repeats": repeats}
+    with torch_threads(num_threads):
+        _measure(rows, specs, latency_ms, settings, timing, store, measure_all, progress)
     for r in pareto_front(rows):
         r.pareto = True
     eligible = [r for r in rows if r.within_budget and (min_top1 is None or r.top1 >= min_top1)]
@@ -247,12 +233,13 @@ def choose(
         min_top1=min_top1,
         cache_file=str(store.path) if store is not None else None,
     )
-    if best is None:
-        fastest = min((r for r in rows if r.latency_ms is not None), key=lambda r: r.latency_ms)  # type: ignore[arg-type, return-value]
+    measured = _measured(rows)
+    if best is None and measured:
+        ms, fastest = min(measured, key=lambda pair: pair[0])
         choice.notes.append(
             f"no variant meets {latency_ms:g} ms"
             + (f" with top-1 >= {min_top1:g}" if min_top1 is not None else "")
-            + f"; the fastest measured is {fastest.model} at {fastest.latency_ms:.1f} ms: raise "
+            + f"; the fastest measured is {fastest.model} at {ms:.1f} ms: raise "
             f"the budget, lower --min-top1, try another --runtime, or a smaller --batch"
         )
     if plot is not None:
@@ -266,32 +253,68 @@ def choose(
     return choice
 
 
+def _measure(
+    rows: list[ChoiceRow],
+    specs: dict[str, ModelSpec],
+    latency_ms: float,
+    settings: dict[str, Any],
+    timing: dict[str, int],
+    store: MeasurementCache | None,
+    measure_all: bool,
+    progress: bool,
+) -> None:
+    """Time each row (cheapest first) or take it from the cache; skip, unless
+    ``measure_all``, those with no fewer MACs than one already over twice the budget."""
+    from tqdm.auto import tqdm
+
+    from effnet.model import EfficientNet
+
+    too_slow: ChoiceRow | None = None
+    runtime, batch, threads = settings["runtime"], settings["batch"], settings["threads"]
+    with tempfile.TemporaryDirectory(prefix="effnet-choose-") as work:
+        for row in tqdm(rows, desc="choose", unit="model", disable=not progress):
+            if not measure_all and too_slow is not None and row.gmacs >= too_slow.gmacs:
+                row.skipped = (
+                    f"not measured: needs >= the MACs of {too_slow.model}, which took "
+                    f"{too_slow.latency_ms:.1f} ms (over 2x the budget)"
+                )
+                continue
+            spec = specs[row.model]
+            key = measurement_key(
+                model=row.model, spec=_spec_hash(spec), resolution=row.resolution, **settings
+            )
+            entry = store.get(key) if store is not None else None
+            row.cached = entry is not None
+            if entry is None:
+                net = EfficientNet(spec)
+                runner = make_runner("effnet", runtime, net, batch, row.resolution, work, threads)
+                entry = time_fn(runner.run, batch=batch, **timing).to_dict()
+                if store is not None:
+                    store.put(key, entry)
+            row.latency_ms = float(entry["median_ms"])
+            row.p90_ms = float(entry["p90_ms"])
+            row.images_per_s = float(entry["images_per_s"])
+            row.within_budget = row.latency_ms <= latency_ms
+            if row.latency_ms > 2 * latency_ms and (too_slow is None or row.gmacs < too_slow.gmacs):
+                too_slow = row
+
+
 def plot_choice(choice: Choice, path: str | os.PathLike[str]) -> Path:
     """PNG: published top-1 vs measured latency, Pareto front, budget line, the pick circled."""
-    import matplotlib
-
-    matplotlib.use("Agg", force=False)
-    import matplotlib.pyplot as plt
     from matplotlib.ticker import FuncFormatter
 
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    measured = [r for r in choice.rows if r.latency_ms is not None]
-    fig, ax = plt.subplots(figsize=(7.5, 5), dpi=120)
+    fig = new_figure((7.5, 5), dpi=120)
+    ax = fig.subplots()
+    measured = _measured(choice.rows)
     ax.scatter(
-        [r.latency_ms for r in measured],
-        [r.top1 for r in measured],
-        c=["tab:green" if r.within_budget else "tab:gray" for r in measured],
+        [ms for ms, _ in measured],
+        [r.top1 for _, r in measured],
+        c=["tab:green" if r.within_budget else "tab:gray" for _, r in measured],
         zorder=3,
     )
-    for r in measured:
-        ax.annotate(
-            r.model.replace("efficientnet", "").strip("_") or r.model,
-            (r.latency_ms, r.top1),  # type: ignore[arg-type]
-            textcoords="offset points",
-            xytext=(4, 4),
-            fontsize=8,
-        )
+    for ms, r in measured:
+        name = r.model.replace("efficientnet", "").strip("_") or r.model
+        ax.annotate(name, (ms, r.top1), textcoords="offset points", xytext=(4, 4), fontsize=8)
     front = pareto_front(choice.rows)
     ax.plot(
         [r.latency_ms for r in front],
@@ -322,7 +345,4 @@ def plot_choice(choice: Choice, path: str | os.PathLike[str]) -> Path:
     ax.set_title("EfficientNet variants measured on this machine")
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
-    fig.tight_layout()
-    fig.savefig(path)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path)

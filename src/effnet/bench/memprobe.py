@@ -56,23 +56,23 @@ def _probe(argv: list[str]) -> dict[str, Any]:
     library, runtime, model, batch, res, threads, workdir = argv
     import numpy  # noqa: F401  (imported before the baseline, like every runtime needs it)
     import onnxruntime  # noqa: F401
-    import torch
 
-    from effnet.bench.runners import make_runner, peer_model
-    from effnet.bench.suite import build_effnet
-    from effnet.bench.timing import _status_kb
+    from effnet.bench.runners import build_effnet, make_runner, peer_model
+    from effnet.bench.timing import status_kb
+    from effnet.host import torch_threads
 
-    if int(threads):
-        torch.set_num_threads(int(threads))
     if runtime.startswith("openvino"):
         import openvino  # noqa: F401
-    base = _status_kb("VmRSS")
-    net = build_effnet(model) if library == "effnet" else peer_model(library, model)
-    runner = make_runner(library, runtime, net, int(batch), int(res), workdir, int(threads) or None)
-    del net
-    for _ in range(3):
-        runner.run()
-    peak = _status_kb("VmHWM")
+    with torch_threads(int(threads)):
+        base = status_kb("VmRSS")
+        net = build_effnet(model) if library == "effnet" else peer_model(library, model)
+        runner = make_runner(
+            library, runtime, net, int(batch), int(res), workdir, int(threads) or None
+        )
+        del net
+        for _ in range(3):
+            runner.run()
+        peak = status_kb("VmHWM")
     if base is None or peak is None:
         raise SystemExit("VmRSS/VmHWM unavailable (not Linux)")
     return {"peak_mb": round((peak - base) / 1024, 1)}

@@ -135,7 +135,7 @@ def gemm_peak_gflops(threads: int, n: int = 2048, repeats: int = 5) -> PeakFlops
     """Best rate of an n x n fp32 matrix multiply in torch (2 n^3 FLOPs)."""
     import torch
 
-    from effnet.bench.timing import threads as pin
+    from effnet.host import torch_threads as pin
 
     with pin(threads):
         a, b = torch.randn(n, n), torch.randn(n, n)

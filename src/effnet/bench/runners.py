@@ -35,13 +35,16 @@ import numpy as np
 import torch
 from torch import nn
 
+from effnet.errors import ConfigError
 from effnet.registry import list_models
+from effnet.specs import ModelSpec
 
 __all__ = [
     "EFFNET_RUNTIMES",
     "PEER_NAMES",
     "PEER_RUNTIMES",
     "Runner",
+    "build_effnet",
     "make_runner",
     "peer_model",
 ]
@@ -80,6 +83,16 @@ class Runner:
     note: str = ""
 
 
+def build_effnet(model: str | ModelSpec | nn.Module, **kwargs: Any) -> nn.Module:
+    """An effnet model from a name, a spec, or as given."""
+    if isinstance(model, nn.Module):
+        return model
+    from effnet.model import EfficientNet
+    from effnet.registry import get_spec
+
+    return EfficientNet(get_spec(model) if isinstance(model, str) else model, **kwargs)
+
+
 def peer_model(library: str, name: str) -> nn.Module:
     """timm's or torchvision's model for an effnet variant name (random init, 1000 classes)."""
     timm_name, tv_name = PEER_NAMES.get(name, (None, None))
@@ -91,7 +104,9 @@ def peer_model(library: str, name: str) -> nn.Module:
         import torchvision
 
         return getattr(torchvision.models, tv_name)(weights=None)
-    raise KeyError(f"{library} has no counterpart of {name}; peers exist for {sorted(PEER_NAMES)}")
+    raise ConfigError(
+        f"{library} has no counterpart of {name}; peers exist for {sorted(PEER_NAMES)}"
+    )
 
 
 def _input(batch: int, chans: int, res: int, seed: int = 0) -> torch.Tensor:
@@ -128,7 +143,7 @@ def _export_peer_onnx(model: nn.Module, x: torch.Tensor, path: Path) -> None:
 def _ort_runner(path: Path, x: np.ndarray, threads: int | None) -> Callable[[], Any]:
     import onnxruntime as ort
 
-    from effnet.runtime import session_options
+    from effnet.export.artifact import session_options
 
     sess = ort.InferenceSession(
         str(path), session_options(threads), providers=["CPUExecutionProvider"]
@@ -147,7 +162,7 @@ def _openvino_runner(
     try:
         import openvino as ov
     except ImportError as exc:
-        raise RuntimeError(
+        raise ConfigError(
             "the openvino runtimes need the optional package: pip install openvino"
         ) from exc
     config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision, "PERFORMANCE_HINT": "LATENCY"}
@@ -191,7 +206,7 @@ def make_runner(
     note = ""
     model.eval()
     if library != "effnet" and runtime not in PEER_RUNTIMES:
-        raise ValueError(f"peers run {PEER_RUNTIMES}, not {runtime!r}")
+        raise ConfigError(f"peers run {PEER_RUNTIMES}, not {runtime!r}")
     if runtime == "eager":
         run = _torch_runner(model.to(memory_format=torch.channels_last), x)
     elif runtime in ("optimized", "compiled"):
@@ -229,5 +244,5 @@ def make_runner(
         else:
             run = _ort_runner(path, xn, threads)
     else:
-        raise ValueError(f"unknown runtime {runtime!r}; choose from {', '.join(EFFNET_RUNTIMES)}")
+        raise ConfigError(f"unknown runtime {runtime!r}; choose from {', '.join(EFFNET_RUNTIMES)}")
     return Runner(library, runtime, run, time.perf_counter() - start, note)

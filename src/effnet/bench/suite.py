@@ -17,18 +17,40 @@ from typing import Any
 from torch import nn
 
 from effnet.bench.hardware import fingerprint
-from effnet.bench.runners import EFFNET_RUNTIMES, PEER_NAMES, PEER_RUNTIMES, make_runner, peer_model
-from effnet.bench.timing import measure_interleaved, peak_rss_delta, threads
-from effnet.cost import count_params, profile, profile_spec
-from effnet.registry import get_spec
+from effnet.bench.runners import (
+    EFFNET_RUNTIMES,
+    PEER_NAMES,
+    PEER_RUNTIMES,
+    Runner,
+    build_effnet,
+    make_runner,
+    peer_model,
+)
+from effnet.bench.timing import Timing, measure_interleaved, peak_rss_delta
+from effnet.cost import Cost, count_params, profile, profile_spec
+from effnet.errors import ConfigError
+from effnet.host import torch_threads
 from effnet.specs import ModelSpec
 
-__all__ = ["BenchReport", "BenchRow", "bench", "build_effnet"]
+__all__ = ["BenchReport", "BenchRow", "bench"]
+
+_DIGITS = {
+    "median_ms": 3,
+    "p90_ms": 3,
+    "min_ms": 3,
+    "images_per_s": 2,
+    "gflops_per_s": 2,
+    "gmacs": 4,
+    "peak_memory_mb": 1,
+    "setup_s": 2,
+}
+"""How the JSON report rounds each measured number (the rows keep them exact)."""
 
 
 @dataclass
 class BenchRow:
-    """One (model, library, runtime, batch, resolution) measurement."""
+    """One (model, library, runtime, batch, resolution) measurement, numbers unrounded (the
+    derived ones are computed from the exact measurements, so they agree to the last bit)."""
 
     model: str
     library: str
@@ -63,20 +85,36 @@ class BenchReport:
     settings: dict[str, Any]
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "environment": self.environment,
-            "settings": self.settings,
-            "rows": [asdict(r) for r in self.rows],
-        }
+        rows = [
+            {k: round(v, _DIGITS[k]) if k in _DIGITS and v is not None else v for k, v in r.items()}
+            for r in map(asdict, self.rows)
+        ]
+        return {"environment": self.environment, "settings": self.settings, "rows": rows}
 
+    def table(self) -> tuple[list[str], list[list[Any]]]:
+        """Headers and one row per measurement, with the ratios against the peers."""
+        headers = ["model", "lib", "runtime", "batch", "res", "median ms", "p90 ms", "img/s"]
+        rows = []
+        for r in self.rows:
+            vs = [r.ratios.get(f"{lib}/{r.runtime}") for lib in ("torchvision", "timm")]
+            rows.append(
+                [
+                    *(r.model, r.library, r.runtime, r.batch, r.resolution),
+                    *(r.median_ms, r.p90_ms, r.images_per_s, r.gflops_per_s),
+                    "-" if r.peak_memory_mb is None else r.peak_memory_mb,
+                    *("-" if v is None else f"{v:.2f}x" for v in vs),
+                    r.error[:60] or r.note,
+                ]
+            )
+        return [*headers, "GFLOP/s", "peak MB", "vs tv", "vs timm", "note"], rows
 
-def build_effnet(model: str | ModelSpec | nn.Module, **kwargs: Any) -> nn.Module:
-    """An effnet model from a name, a spec, or as given."""
-    if isinstance(model, nn.Module):
-        return model
-    from effnet.model import EfficientNet
-
-    return EfficientNet(get_spec(model), **kwargs)
+    def costs(self) -> list[str]:
+        """Parameters and multiply-adds of each (model, resolution) measured."""
+        seen = {(r.model, r.resolution): r for r in self.rows}
+        return [
+            f"{m}: {r.params:,} params, {r.gmacs:.3f} GMACs/image at {res}px"
+            for (m, res), r in seen.items()
+        ]
 
 
 def _model_name(model: str | ModelSpec | nn.Module) -> str:
@@ -132,17 +170,17 @@ def bench(
 
     unknown = [r for r in runtimes if r not in EFFNET_RUNTIMES]
     if unknown:
-        raise ValueError(f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}")
+        raise ConfigError(f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}")
     kwargs = dict(model_kwargs or {})
     peer_rts = [r for r in (peer_runtimes or runtimes) if r in PEER_RUNTIMES] or ["eager"]
     tmp = tempfile.TemporaryDirectory(prefix="effnet-bench-") if workdir is None else None
-    work = Path(workdir or tmp.name)  # type: ignore[union-attr]
+    work = Path(workdir) if tmp is None else Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     rows: list[BenchRow] = []
     groups = [(m, b, r) for m in models for r in (resolutions or [None]) for b in batches]
     bar = tqdm(total=len(groups) * repeats, unit="round", desc="bench", disable=not progress)
     try:
-        with threads(num_threads):
+        with torch_threads(num_threads):
             for model, batch, res in groups:
                 rows.extend(
                     _bench_group(
@@ -189,26 +227,27 @@ def _bench_group(
     num_threads: int | None,
     warmup: int,
     repeats: int,
-    memory: bool,
+    memory: bool | str,
     work: Path,
     kwargs: dict[str, Any],
     bar: Any,
 ) -> list[BenchRow]:
     name = _model_name(model)
     base = build_effnet(model, **kwargs)
-    resolution = int(res or getattr(base.preprocess, "input_size", 224))
+    resolution = int(res or base.preprocess.input_size)
     if isinstance(model, nn.Module):
         cost = profile(model, resolution)
     else:  # on the meta device: no compute, even for the big variants
         cost = profile_spec(base.spec, resolution, num_classes=base.num_classes)
-    params = count_params(base)
     plan: list[tuple[str, str]] = [("effnet", rt) for rt in runtimes]
     if peers and name in PEER_NAMES:
-        for lib in ("torchvision", "timm"):
-            idx = 0 if lib == "timm" else 1
-            if PEER_NAMES[name][idx]:
+        timm_name, tv_name = PEER_NAMES[name]
+        for lib, peer_name in (("torchvision", tv_name), ("timm", timm_name)):
+            if peer_name:
                 plan.extend((lib, rt) for rt in peer_rts)
-    runners, errors, peaks = {}, {}, {}
+    runners: dict[tuple[str, str], Runner] = {}
+    errors: dict[tuple[str, str], str] = {}
+    peaks: dict[tuple[str, str], float | None] = {}
     for lib, rt in plan:
         try:
             net = build_effnet(model, **kwargs) if lib == "effnet" else peer_model(lib, name)
@@ -234,49 +273,58 @@ def _bench_group(
             if rt != "compiled":  # compiling dominates its memory; not an inference number
                 mb = measure_in_subprocess(lib, rt, name, batch, resolution, num_threads, work)
                 peaks[(lib, rt)] = None if mb is None else mb * 2**20
-    rows = []
-    for lib, rt in plan:
-        common = {
-            "model": name,
-            "library": lib,
-            "runtime": rt,
-            "batch": batch,
-            "resolution": resolution,
-            "threads": num_threads,
-            "params": params,
-            "gmacs": round(cost.gmacs, 4),
-        }
-        if (lib, rt) in errors:
-            rows.append(
-                BenchRow(
-                    **common,
-                    median_ms=float("nan"),
-                    p90_ms=float("nan"),
-                    min_ms=float("nan"),
-                    images_per_s=float("nan"),
-                    peak_memory_mb=None,
-                    gflops_per_s=float("nan"),
-                    repeats=0,
-                    setup_s=0.0,
-                    error=errors[(lib, rt)],
-                )
-            )
-            continue
-        runner, t = runners[(lib, rt)], timings[f"{lib}/{rt}"]
-        peak = peaks[(lib, rt)]
-        rows.append(
-            BenchRow(
-                **common,
-                median_ms=round(t.median_ms, 3),
-                p90_ms=round(t.p90_ms, 3),
-                min_ms=round(t.min_ms, 3),
-                images_per_s=round(t.images_per_s, 2),
-                peak_memory_mb=None if peak is None else round(peak / 2**20, 1),
-                gflops_per_s=round(2 * cost.macs * batch / (t.median_ms / 1000) / 1e9, 2),
-                repeats=len(t.samples_ms),
-                setup_s=round(runner.setup_seconds, 2),
-                note=runner.note,
-            )
+    common = {"model": name, "batch": batch, "resolution": resolution, "threads": num_threads}
+    rows = [
+        _row(
+            common,
+            lib,
+            rt,
+            cost,
+            count_params(base),
+            runners.get((lib, rt)),
+            timings.get(f"{lib}/{rt}"),
+            peaks.get((lib, rt)),
+            errors.get((lib, rt), ""),
         )
+        for lib, rt in plan
+    ]
     _add_ratios(rows)
     return rows
+
+
+def _row(
+    common: dict[str, Any],
+    lib: str,
+    rt: str,
+    cost: Cost,
+    params: int,
+    runner: Runner | None,
+    t: Timing | None,
+    peak: float | None,
+    error: str,
+) -> BenchRow:
+    """A measured row, or one that carries the error that kept the runner from running."""
+    row = BenchRow(
+        **common,
+        library=lib,
+        runtime=rt,
+        params=params,
+        gmacs=cost.gmacs,
+        median_ms=float("nan"),
+        p90_ms=float("nan"),
+        min_ms=float("nan"),
+        images_per_s=float("nan"),
+        peak_memory_mb=None,
+        gflops_per_s=float("nan"),
+        repeats=0,
+        setup_s=0.0,
+        error=error,
+    )
+    if runner is None or t is None:
+        return row
+    row.median_ms, row.p90_ms, row.min_ms = t.median_ms, t.p90_ms, t.min_ms
+    row.images_per_s = t.images_per_s
+    row.peak_memory_mb = None if peak is None else peak / 2**20
+    row.gflops_per_s = 2 * cost.macs * common["batch"] / (t.median_ms / 1000) / 1e9
+    row.repeats, row.setup_s, row.note = len(t.samples_ms), runner.setup_seconds, runner.note
+    return row

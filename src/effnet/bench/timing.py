@@ -10,10 +10,11 @@ from __future__ import annotations
 import re
 import statistics
 import time
-from collections.abc import Callable, Iterable, Iterator, Sequence
-from contextlib import contextmanager
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from typing import Any
+
+from effnet.errors import ConfigError
 
 __all__ = [
     "Timing",
@@ -21,7 +22,7 @@ __all__ = [
     "peak_rss_delta",
     "peak_tensor_bytes",
     "saved_tensor_bytes",
-    "threads",
+    "status_kb",
     "time_fn",
 ]
 
@@ -61,22 +62,6 @@ class Timing:
         }
 
 
-@contextmanager
-def threads(n: int | None) -> Iterator[None]:
-    """Pin torch's intra-op thread count for a measurement (restored afterwards)."""
-    import torch
-
-    if not n:
-        yield
-        return
-    before = torch.get_num_threads()
-    torch.set_num_threads(int(n))
-    try:
-        yield
-    finally:
-        torch.set_num_threads(before)
-
-
 def time_fn(fn: Callable[[], Any], batch: int = 1, warmup: int = 3, repeats: int = 10) -> Timing:
     """Time ``fn`` after ``warmup`` untimed calls; one sample per call."""
     return measure_interleaved({"fn": fn}, batch, warmup, repeats)["fn"]
@@ -91,7 +76,7 @@ def measure_interleaved(
 ) -> dict[str, Timing]:
     """Warm every callable up, then time them round-robin ``repeats`` times."""
     if repeats < 1 or warmup < 0:
-        raise ValueError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
+        raise ConfigError(f"need repeats >= 1 and warmup >= 0, got {repeats}, {warmup}")
     for fn in fns.values():
         for _ in range(warmup):
             fn()
@@ -106,7 +91,8 @@ def measure_interleaved(
     return timings
 
 
-def _status_kb(field_name: str) -> int | None:
+def status_kb(field_name: str) -> int | None:
+    """A ``kB`` field of ``/proc/self/status`` (``VmRSS``, ``VmHWM``); None off Linux."""
     try:
         with open("/proc/self/status") as f:
             match = re.search(rf"^{field_name}:\s+(\d+) kB", f.read(), re.MULTILINE)
@@ -123,14 +109,14 @@ def peak_rss_delta(fn: Callable[[], Any]) -> int | None:
     ONNX Runtime's arena, OpenVINO), but memory a library cached before the call and reuses
     counts as already resident.
     """
-    before = _status_kb("VmRSS")
+    before = status_kb("VmRSS")
     try:
         with open("/proc/self/clear_refs", "w") as f:
             f.write("5")
     except OSError:
         return None
     fn()
-    peak = _status_kb("VmHWM")
+    peak = status_kb("VmHWM")
     if before is None or peak is None:
         return None
     return max(0, peak - before) * 1024
@@ -160,7 +146,9 @@ def peak_tensor_bytes(fn: Callable[[], Any]) -> tuple[Any, int]:
             state["current"] -= live.pop(key)[1]
 
     class Tracker(TorchDispatchMode):
-        def __torch_dispatch__(self, func, types, args=(), kwargs=None):  # type: ignore[no-untyped-def]
+        def __torch_dispatch__(
+            self, func: Any, types: Any, args: Any = (), kwargs: Any = None
+        ) -> Any:
             out = func(*args, **(kwargs or {}))
             for t in tree_flatten(out)[0]:
                 if isinstance(t, torch.Tensor) and t.device.type != "meta":
@@ -198,12 +186,3 @@ def saved_tensor_bytes(fn: Callable[[], Any], exclude: Iterable[Any] = ()) -> tu
     with torch.autograd.graph.saved_tensors_hooks(pack, lambda t: t):
         result = fn()
     return result, sum(seen.values())
-
-
-def summarize(values: Sequence[float]) -> dict[str, float]:
-    """Median, min and max of repeated measurements (e.g. ratios over several runs)."""
-    return {
-        "median": statistics.median(values),
-        "min": min(values),
-        "max": max(values),
-    }

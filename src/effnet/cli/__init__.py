@@ -1,4 +1,9 @@
-"""The ``effnet`` command: thin subcommands that parse, call one library function, and print."""
+"""The ``effnet`` command: thin subcommands that parse, call one library function, and print.
+
+A problem the user can fix (:class:`~effnet.errors.EffnetError`) or a file the system cannot
+read or write (``OSError``) is printed as one line and exits with the error's code; anything
+else is a bug and keeps its traceback.
+"""
 
 from __future__ import annotations
 
@@ -7,10 +12,11 @@ import sys
 from collections.abc import Sequence
 
 from effnet import __version__
-from effnet.cli import lab, models, perf, train, weights
+from effnet.cli import lab, models, perf, report, train, weights
+from effnet.errors import EffnetError
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
-_COMMAND_MODULES = (models, weights, train, perf, lab)
+_COMMAND_MODULES = (models, weights, train, perf, lab, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -33,7 +39,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     try:
         return int(args.func(args) or 0)
-    except (ValueError, KeyError, TypeError, OSError, RuntimeError) as exc:
-        message = exc.args[0] if isinstance(exc, KeyError) and exc.args else exc
-        print(f"effnet {args.command}: error: {message}", file=sys.stderr)
-        return 2
+    except (EffnetError, OSError) as exc:
+        code = exc.exit_code if isinstance(exc, EffnetError) else 1
+        print(f"effnet {args.command}: error: {exc}", file=sys.stderr)
+        return code

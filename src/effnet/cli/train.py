@@ -1,106 +1,54 @@
-"""``effnet finetune`` and ``effnet evaluate``.
+"""``effnet finetune``, ``effnet train`` and ``effnet evaluate``.
 
 Every field of :class:`~effnet.train.FinetuneConfig` is a flag (``--head-epochs``,
-``--label-mode``, ...), its help taken from the field's comment. Precedence: defaults, then
-``--config FILE``, then flags.
+``--label-mode``, ...). Precedence: defaults, then ``--config FILE``, then flags. With
+``--resume RUN_DIR`` the flags given are the overrides :func:`effnet.train.resume` accepts.
 """
 
 from __future__ import annotations
 
 import argparse
-import dataclasses
-import inspect
-import re
+import os
 import sys
-import typing
-from typing import Any
 
+from effnet.cli.flags import add_flags, given
 from effnet.cli.output import print_json
-from effnet.train import FinetuneConfig, finetune, load_config, merge_config
-from effnet.train.config import TrainConfig
-from effnet.train.evaluation import SPLITS, evaluate_checkpoint
-from effnet.train.finetuning import train
+from effnet.errors import ConfigError
+from effnet.train import (
+    FinetuneConfig,
+    FinetuneResult,
+    TrainConfig,
+    evaluate_checkpoint,
+    finetune,
+    load_config,
+    merge_config,
+    resume,
+    train,
+)
+from effnet.train.evaluation import SPLITS
 
-_SKIP = {"extra"}
-
-
-def _field_help(cls: type) -> dict[str, str]:
-    """Trailing ``# comments`` of the dataclass's fields, as help text."""
-    helps: dict[str, str] = {}
-    for klass in reversed([k for k in cls.__mro__ if dataclasses.is_dataclass(k)]):
-        for line in inspect.getsource(klass).splitlines():  # subclasses' comments win
-            match = re.match(r"\s+(\w+): [^=]+=.*?#\s*(.+)$", line)
-            if match:
-                helps[match.group(1)] = match.group(2)
-    return helps
-
-
-def add_config_flags(parser: argparse.ArgumentParser, cls: type = FinetuneConfig) -> None:
-    """One flag per config field; defaults are left to the dataclass (``None`` = not given)."""
-    helps = _field_help(cls)
-    hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in _SKIP:
-            continue
-        flag = "--" + f.name.replace("_", "-")
-        hint = str(hints[f.name])
-        default = f.default if f.default is not dataclasses.MISSING else None
-        text = helps.get(f.name, "")
-        if "default" not in text:  # a comment that explains its default keeps its own words
-            text = f"{text} (default: {default})"
-        if "bool" in hint:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=text
-            )
-            continue
-        kind: Any = str
-        if "int" in hint and "float" not in hint:
-            kind = int
-        elif "float" in hint:
-            kind = float
-        parser.add_argument(flag, type=kind, default=None, dest=f.name, help=text)
-
-
-def config_from_args(args: argparse.Namespace, cls: type = FinetuneConfig) -> Any:
-    base = load_config(args.config, cls()) if getattr(args, "config", None) else cls()
-    given = {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(cls)
-        if f.name not in _SKIP and getattr(args, f.name, None) is not None
-    }
-    return merge_config(base, given)
+_SKIP = ("extra",)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "finetune",
-        help="two-phase transfer learning on your images (or the embedded ELPV dataset)",
-        description="Phase 1 trains a new head on the frozen pretrained backbone; phase 2 "
-        "fine-tunes everything with a small, decaying learning rate. Writes checkpoints, "
-        "metrics, a test report and plots to the run directory.",
-    )
-    p.add_argument("--config", help="YAML file of config keys (flags override it)")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    add_config_flags(p)
-    p.set_defaults(func=cmd_finetune)
-
-    p = sub.add_parser(
-        "train",
-        help="train from scratch (one phase; works under torchrun for multi-process/multi-node)",
-        description="Train an EfficientNet from random initialisation with the paper-style "
-        "recipe options (SGD/RMSProp/AdamW, warmup + cosine or step decay, EMA, label smoothing, "
-        "stochastic depth, progressive learning). Under `torchrun --nproc_per_node=N -m effnet "
-        "train ...` every process joins one job; --batch-size is per process.",
-    )
-    p.add_argument("--config", help="YAML file of config keys, e.g. recipes/b0-imagenet.yaml")
-    p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-    add_config_flags(p, TrainConfig)
-    p.set_defaults(func=cmd_train)
+    for name, cls, help_text in (
+        ("finetune", FinetuneConfig, "two-phase transfer learning on your images (or ELPV)"),
+        ("train", TrainConfig, "train from scratch (one phase; torchrun for several processes)"),
+    ):
+        p = sub.add_parser(name, help=help_text, description=_DESCRIPTIONS[name])
+        p.add_argument("--config", help="YAML file of config keys (flags override it)")
+        p.add_argument(
+            "--resume",
+            metavar="RUN_DIR",
+            help="continue an interrupted run; flags given change only what a resume allows",
+        )
+        add_flags(p, cls, _SKIP)
+        p.set_defaults(func=cmd_run, config_class=cls)
 
     p = sub.add_parser("evaluate", help="the test report of a checkpoint on any labelled data")
     p.add_argument("checkpoint", help="an effnet checkpoint file or a fine-tuning run directory")
     p.add_argument("--data", required=True, help="folder, split folders, CSV, or elpv")
-    p.add_argument("--label-mode", help="elpv only: 4class | binary")
+    p.add_argument("--label-mode", help="elpv only: 4class | binary (default: the run's)")
     p.add_argument(
         "--split",
         choices=SPLITS,
@@ -114,37 +62,38 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_evaluate)
 
 
-def cmd_finetune(args: argparse.Namespace) -> int:
+_DESCRIPTIONS = {
+    "finetune": "Phase 1 trains a new head on the frozen pretrained backbone; phase 2 fine-tunes "
+    "everything with a small, decaying learning rate. Writes checkpoints, metrics, a test report "
+    "and plots to the run directory.",
+    "train": "Train an EfficientNet from random initialisation with the paper-style recipe "
+    "options (SGD/RMSProp/AdamW, warmup + cosine or step decay, EMA, label smoothing, stochastic "
+    "depth, progressive learning). Under `torchrun --nproc_per_node=N -m effnet train ...` every "
+    "process joins one job; --batch-size is per process.",
+}
+
+
+def cmd_run(args: argparse.Namespace) -> int:
+    cls = args.config_class
+    flags = given(args, cls, _SKIP)
     if args.resume:
-        config = FinetuneConfig(out=args.resume)
-        result = finetune(config, resume=True)
+        if args.config:
+            raise ConfigError("--resume continues a run with its saved config: drop --config")
+        result = resume(args.resume, **flags)
     else:
-        result = finetune(config_from_args(args))
-    if not _is_main():
-        return 0
+        base = load_config(args.config, cls()) if args.config else cls()
+        config = merge_config(base, flags)
+        result = (train if cls is TrainConfig else finetune)(config)
+    if os.environ.get("RANK", "0") == "0":
+        _print_result(result)
+    return 0
+
+
+def _print_result(result: FinetuneResult) -> None:
     print(f"\nrun directory: {result.run_dir}")
     for name, path in result.files.items():
         print(f"  {name:>9}: {path}")
     print(f"  checkpoint: {result.best_checkpoint}")
-    return 0
-
-
-def cmd_train(args: argparse.Namespace) -> int:
-    if args.resume:
-        result = train(TrainConfig(out=args.resume), resume=True)
-    else:
-        result = train(config_from_args(args, TrainConfig))
-    if result.run_dir and _is_main():
-        print(f"\nrun directory: {result.run_dir}")
-        for name, path in result.files.items():
-            print(f"  {name:>9}: {path}")
-    return 0
-
-
-def _is_main() -> bool:
-    import os
-
-    return os.environ.get("RANK", "0") == "0"
 
 
 def cmd_evaluate(args: argparse.Namespace) -> int:

@@ -1,9 +1,9 @@
-"""Labelled image sets as plain data, an up-front validity check, and a forgiving torch Dataset.
+"""Labelled image sets as plain data, the up-front decode of every file, and a torch Dataset.
 
-Bad files are handled twice. Before training, :func:`validate_set` runs a cheap header check on
-every file, drops the bad ones and reports them (the count goes into the run report). During
-training, a file that became unreadable later is replaced by the next readable sample instead
-of killing the batch, and counted.
+Bad files are handled once, before training: :func:`validate_set` decodes every file with the
+loader's own function, drops the ones that fail and reports each with its reason (the report
+goes into ``data.json``). During training nothing is substituted: a file that breaks after the
+check ends the run with its name, because a stand-in sample would silently change the data.
 """
 
 from __future__ import annotations
@@ -15,16 +15,17 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import torch
-from torch.utils.data import Dataset, get_worker_info
+from torch.utils.data import Dataset
 
-from effnet.data.images import UnreadableImageError, check_image, load_image
+from effnet.data.images import DecodedImages, SkippedFile, decode_images, load_image
+from effnet.errors import BadDataError
 
 __all__ = [
     "DataSourceError",
     "ImageDataset",
     "LabelledSet",
     "Sample",
+    "SkippedFile",
     "ValidationReport",
     "validate_set",
 ]
@@ -32,10 +33,8 @@ __all__ = [
 Sample = tuple[Path, int]
 """(image path, class index into :attr:`LabelledSet.classes`)."""
 
-_MAX_WORKER_SLOTS = 256
 
-
-class DataSourceError(ValueError):
+class DataSourceError(BadDataError):
     """A data source that would make training fail or mislead; raised before training starts."""
 
 
@@ -96,61 +95,96 @@ class LabelledSet:
 
 @dataclass
 class ValidationReport:
-    """Result of :func:`validate_set`: how many files were checked and which were dropped."""
+    """What the up-front check saw: files decoded, files left out (with why), files ignored."""
 
     checked: int = 0
-    skipped: list[tuple[str, str]] = field(default_factory=list)
-    """(path, reason) for each dropped file."""
+    """Image files decoded."""
+    skipped: list[SkippedFile] = field(default_factory=list)
+    """Each file (or folder) left out, with its reason: undecodable, truncated, not a regular
+    file, empty, a duplicate, a link leaving the root, an unreadable folder."""
+    ignored: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """reason -> {"count", "examples"}: hidden entries and files without an image suffix."""
 
     @property
     def num_skipped(self) -> int:
         return len(self.skipped)
 
     def merge(self, other: ValidationReport) -> ValidationReport:
-        return ValidationReport(self.checked + other.checked, self.skipped + other.skipped)
+        ignored = {k: {"count": v["count"], "examples": list(v["examples"])}
+                   for k, v in self.ignored.items()}  # fmt: skip
+        for reason, slot in other.ignored.items():
+            mine = ignored.setdefault(reason, {"count": 0, "examples": []})
+            mine["count"] += slot["count"]
+            mine["examples"] = (mine["examples"] + list(slot["examples"]))[:3]
+        return ValidationReport(self.checked + other.checked, self.skipped + other.skipped, ignored)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "checked": self.checked,
             "skipped": self.num_skipped,
-            "skipped_files": [{"path": p, "reason": r} for p, r in self.skipped],
+            "skipped_files": [
+                {"path": str(s.path), "reason": s.reason}
+                | ({"class": s.label} if s.label is not None else {})
+                for s in self.skipped
+            ],
+            "ignored": self.ignored,
         }
 
 
-def validate_set(
-    data: LabelledSet, *, deep: bool = False, warn: bool = True
-) -> tuple[LabelledSet, ValidationReport]:
-    """Drop the files :func:`~effnet.data.images.check_image` rejects; report them.
+def warn_skipped(skipped: Sequence[SkippedFile], checked: int, stacklevel: int = 2) -> None:
+    """One warning naming the first few files left out (the report lists them all)."""
+    if not skipped:
+        return
+    shown = "; ".join(f"{s.path} ({s.reason})" for s in skipped[:5])
+    more = f" and {len(skipped) - 5} more" if len(skipped) > 5 else ""
+    of = f" (of {checked} image files decoded)" if checked else ""
+    warnings.warn(
+        f"skipping {len(skipped)} file(s){of}: {shown}{more}",
+        stacklevel=stacklevel + 1,
+    )
 
-    ``deep=True`` decodes every image (catches truncated JPEGs; much slower). With ``warn`` one
-    warning lists the first few bad paths so the user sees them even without reading a report.
+
+def validate_set(
+    data: LabelledSet,
+    *,
+    images: DecodedImages | None = None,
+    progress: bool = False,
+    warn: bool = True,
+    deep: bool = True,
+) -> tuple[LabelledSet, ValidationReport]:
+    """Decode every file of ``data`` once; drop the ones that fail and report each with why.
+
+    Decoding uses :func:`~effnet.data.images.load_image`, the loaders' own function, so a file
+    that passes here is one the run can read (a truncated JPEG passes a header check, not this).
+    With ``images`` the decoded pictures are kept there for the run. With ``warn`` one warning
+    lists the first few bad paths. ``deep`` is accepted for compatibility; the check always
+    decodes.
     """
-    keep: list[Sample] = []
-    report = ValidationReport(checked=len(data))
-    for path, label in data.samples:
-        reason = check_image(path, deep=deep)
-        if reason is None:
-            keep.append((path, label))
-        else:
-            report.skipped.append((str(path), reason))
-    if warn and report.skipped:
-        shown = "; ".join(f"{p} ({r})" for p, r in report.skipped[:5])
-        more = f" and {report.num_skipped - 5} more" if report.num_skipped > 5 else ""
-        warnings.warn(
-            f"skipping {report.num_skipped} unreadable image(s) of {report.checked}: {shown}{more}",
-            stacklevel=2,
-        )
-    return LabelledSet(tuple(keep), data.classes, data.root), report
+    del deep
+    failed = decode_images([p for p, _ in data.samples], images=images, progress=progress)
+    bad = {os.fspath(s.path): s.reason for s in failed}
+    keep = tuple((p, y) for p, y in data.samples if os.fspath(p) not in bad)
+    report = ValidationReport(
+        checked=len(data),
+        skipped=[
+            SkippedFile(p, bad[os.fspath(p)], data.classes[y])
+            for p, y in data.samples
+            if os.fspath(p) in bad
+        ],
+    )
+    if warn:
+        warn_skipped(report.skipped, report.checked)
+    return LabelledSet(keep, data.classes, data.root), report
 
 
 class ImageDataset(Dataset[tuple[Any, int]]):
-    """Loads ``(transform(image), label)``; unreadable files are replaced, not fatal.
+    """Loads ``(transform(image), label)`` with ``loader`` (default :func:`load_image`).
 
-    On :class:`UnreadableImageError` the next sample (``index + 1``, ``+ 2``, ... up to
-    ``max_retries``) is returned instead, so batch shapes stay fixed (BatchNorm, DDP step counts)
-    and the rare substitute barely shifts class balance. Failures are counted in shared memory
-    per DataLoader worker, so :attr:`num_failed` is right in the main process even with
-    ``num_workers > 0``; each worker also warns with the path. ``strict=True`` re-raises instead.
+    An unreadable file raises :class:`~effnet.data.images.UnreadableImageError` naming it: the
+    files were decoded before the run (:func:`validate_set`), so a failure here means the data
+    changed on disk, and standing another sample in for it would silently change what trains
+    and what is scored. Pass a :class:`~effnet.data.images.DecodedImages` as ``loader`` to
+    train from the pictures the check already decoded.
     """
 
     def __init__(
@@ -159,8 +193,6 @@ class ImageDataset(Dataset[tuple[Any, int]]):
         transform: Callable[[Any], Any] | None = None,
         *,
         loader: Callable[[str | os.PathLike[str]], Any] = load_image,
-        strict: bool = False,
-        max_retries: int = 10,
     ) -> None:
         self.samples: tuple[Sample, ...] = tuple(
             data.samples if isinstance(data, LabelledSet) else data
@@ -168,46 +200,11 @@ class ImageDataset(Dataset[tuple[Any, int]]):
         self.classes = data.classes if isinstance(data, LabelledSet) else None
         self.transform = transform
         self.loader = loader
-        self.strict = strict
-        self.max_retries = max_retries
-        # One slot per process (main = 0, worker k = k + 1): each slot has a single writer, so
-        # no lock is needed; shared memory survives fork and is passed by handle under spawn.
-        self._fail_slots = torch.zeros(_MAX_WORKER_SLOTS + 1, dtype=torch.int64).share_memory_()
-        self.failed: list[tuple[str, str]] = []
-        """(path, reason) of failures seen *in this process* (workers keep their own)."""
 
     def __len__(self) -> int:
         return len(self.samples)
 
-    @property
-    def num_failed(self) -> int:
-        """Failed loads during iteration, summed over all DataLoader workers.
-
-        Counts events, not files: a file that stays broken for three epochs counts three times.
-        """
-        return int(self._fail_slots.sum())
-
     def __getitem__(self, index: int) -> tuple[Any, int]:
-        n = len(self.samples)
-        for attempt in range(min(self.max_retries, n) + 1):
-            path, label = self.samples[(index + attempt) % n]
-            try:
-                image = self.loader(path)
-            except UnreadableImageError as err:
-                if self.strict:
-                    raise
-                self._record(err)
-                continue
-            return (self.transform(image) if self.transform else image), label
-        raise UnreadableImageError(
-            self.samples[index][0],
-            f"it and the next {self.max_retries} samples failed to load; the data changed on "
-            "disk since validation, re-run with fresh data",
-        )
-
-    def _record(self, err: UnreadableImageError) -> None:
-        info = get_worker_info()
-        slot = 0 if info is None else 1 + info.id % _MAX_WORKER_SLOTS
-        self._fail_slots[slot] += 1
-        self.failed.append((str(err.path), err.reason))
-        warnings.warn(f"skipping unreadable image during loading: {err}", stacklevel=3)
+        path, label = self.samples[index]
+        image = self.loader(path)
+        return (self.transform(image) if self.transform else image), label

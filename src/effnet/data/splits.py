@@ -16,6 +16,7 @@ from typing import Any
 import numpy as np
 
 from effnet.data.datasets import DataSourceError, LabelledSet
+from effnet.errors import ConfigError
 
 __all__ = [
     "SPLIT_NAMES",
@@ -37,8 +38,13 @@ class SplitFractions:
     test: float = 0.15
 
     def __post_init__(self) -> None:
+        if not (math.isfinite(self.val) and math.isfinite(self.test)):
+            raise ConfigError(
+                f"split fractions must be finite numbers, got val={self.val}, test={self.test}; "
+                "use e.g. val=0.15, test=0.15 (--split 70/15/15)"
+            )
         if self.val < 0 or self.test < 0 or self.val + self.test >= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"need val >= 0, test >= 0 and val + test < 1 (train gets the rest), got "
                 f"val={self.val}, test={self.test}"
             )
@@ -58,7 +64,7 @@ class SplitFractions:
         stopping: 67.5 / 7.5 / 25.
         """
         if not 0.0 <= val_of_train < 1.0:
-            raise ValueError(f"val_of_train must be in [0, 1), got {val_of_train}")
+            raise ConfigError(f"val_of_train must be in [0, 1), got {val_of_train}")
         return cls(val=(1.0 - test) * val_of_train, test=test)
 
     @classmethod
@@ -70,11 +76,17 @@ class SplitFractions:
         except ValueError:
             parts = []
         if len(parts) not in (2, 3) or min(parts, default=-1) < 0 or sum(parts) <= 0:
-            raise ValueError(
+            raise ConfigError(
                 f"expected split fractions like '70/15/15' (train/val/test) or '75/25' "
                 f"(train/test), got {text!r}"
             )
         total = sum(parts)
+        # 50/60 must not quietly become 45/55: the parts are percentages or fractions of the whole
+        if not (math.isclose(total, 100.0, abs_tol=0.02) or math.isclose(total, 1.0, abs_tol=2e-4)):
+            raise ConfigError(
+                f"split fractions must sum to 100 (percentages) or 1 (fractions), got {text!r} "
+                f"(sum {total:g}); write e.g. '70/15/15', '0.7/0.15/0.15' or '75/25'"
+            )
         if len(parts) == 2:
             parts = [parts[0], 0.0, parts[1]]
         return cls(val=parts[1] / total, test=parts[2] / total)

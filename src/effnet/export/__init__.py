@@ -8,7 +8,10 @@ Each path is checked against the eager model when it is produced:
   :func:`export_program`) -- files plus a ``.json`` sidecar holding the preprocessing, with the
   parity measured on reload;
 * :func:`quantize_int8` -- static int8 for ONNX Runtime, calibrated on the user's data, with the
-  held-out accuracy drop measured and bounded.
+  held-out accuracy drop measured and bounded;
+* :func:`export_source` -- ``effnet export``: a name or checkpoint in, the checked files out.
+
+The file format (sidecar metadata, running an ONNX file) is :mod:`effnet.export.artifact`.
 """
 
 from effnet.export.fold import (
@@ -31,6 +34,7 @@ from effnet.export.formats import (
     export_torchscript,
 )
 from effnet.export.graph import GraphSummary, inspect_graph
+from effnet.export.pipeline import Int8Options, export_source, int8_loaders, model_from_source
 from effnet.export.quantize import (
     RECIPES,
     Int8AccuracyError,
@@ -39,7 +43,6 @@ from effnet.export.quantize import (
     evaluate_onnx,
     quantize_int8,
 )
-from effnet.export.source import load_source
 
 __all__ = [
     "FORMATS",
@@ -48,6 +51,7 @@ __all__ = [
     "ExportResult",
     "GraphSummary",
     "Int8AccuracyError",
+    "Int8Options",
     "Int8Recipe",
     "Int8Report",
     "ParityError",
@@ -57,11 +61,13 @@ __all__ = [
     "export_model",
     "export_onnx",
     "export_program",
+    "export_source",
     "export_torchscript",
     "fold_batchnorm",
     "inspect_graph",
-    "load_source",
+    "int8_loaders",
     "max_abs_diff",
+    "model_from_source",
     "optimize",
     "parity_input",
     "quantize_int8",

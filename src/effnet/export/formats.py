@@ -4,18 +4,18 @@ Every export works on :func:`~effnet.export.fold.optimize`'s folded copy, fixes 
 (so TF "SAME" padding becomes constants), optionally keeps the batch dimension dynamic, reloads
 the written file, runs it on a fixed random batch and records the largest logit difference to
 the eager model. The preprocessing the model needs is written beside the file as
-``<file>.json`` (and, for ONNX, inside it) so :mod:`effnet.runtime` can serve it alone.
+``<file>.json`` (and, for ONNX, inside it; :mod:`effnet.export.artifact`) so
+:class:`effnet.predict.OnnxPredictor` can serve it alone.
 """
 
 from __future__ import annotations
 
+import dataclasses
 import io
-import json
 import os
-import tempfile
 import time
 import warnings
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import contextmanager, redirect_stdout
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -25,8 +25,9 @@ import torch
 from torch import nn
 
 from effnet._version import __version__
+from effnet.errors import ConfigError, did_you_mean
+from effnet.export.artifact import metadata_path, read_export_metadata, write_export_metadata
 from effnet.export.fold import PARITY_ATOL, ParityError, max_abs_diff, optimize, parity_input
-from effnet.runtime import metadata_path, read_export_metadata
 
 __all__ = [
     "FORMATS",
@@ -34,6 +35,7 @@ __all__ = [
     "export_metadata",
     "export_model",
     "export_onnx",
+    "export_preprocess",
     "export_program",
     "export_torchscript",
     "metadata_path",
@@ -74,15 +76,50 @@ class ExportResult:
             **self.extra,
         }
 
+    def describe(self) -> list[str]:
+        """What was written and how well it matches eager, in lines for a terminal."""
+        source = self.extra.get("source", self.path.stem)
+        lines = [
+            f"exported {source} -> {self.path} ({self.format}, {self.seconds:.1f} s); "
+            f"preprocessing in {self.metadata_path}",
+            f"parity vs eager: max |logit difference| = {self.parity_max_abs_diff:.2e} "
+            f"(allowed {self.parity_atol:g}) -- OK",
+        ]
+        if self.graph:
+            g = self.graph
+            lines.append(
+                f"graph: opset {g['opset']}, input {g['input_shape']}, {sum(g['ops'].values())} "
+                f"nodes, padding {'static' if g['static_padding'] else 'DYNAMIC'}"
+            )
+        if self.int8:
+            i8 = self.int8
+            lines.append(
+                f"int8 (held-out, {i8['eval_images']} images): fp32 top-1 {i8['fp32_top1']:.2f}%"
+                f"  int8 top-1 {i8['int8_top1']:.2f}%  drop {i8['drop_points']:+.2f} points "
+                f"(allowed {i8['max_drop']}), recipe {i8['recipe']}"
+            )
+            if i8["accepted"]:
+                lines.append(f"int8 model -> {i8['path']}")
+        return lines
+
+
+def export_preprocess(model: nn.Module, resolution: int) -> Any:
+    """The model's preprocessing at the export's ``resolution``: the weights' own when the size
+    is theirs, else resized straight to it (the crop ratio is the weights', the resize follows
+    the new size). None for a model without preprocessing."""
+    pre = getattr(model, "preprocess", None)
+    if pre is None or pre.input_size == resolution:
+        return pre
+    return dataclasses.replace(pre, input_size=resolution, resize=None)
+
 
 def export_metadata(
     model: nn.Module, resolution: int, dynamic_batch: bool, fmt: str, **extra: Any
 ) -> dict[str, Any]:
     """What a deployment needs besides the graph: preprocessing, classes, input layout."""
     spec = getattr(model, "spec", None)
-    preprocess = getattr(model, "preprocess", None)
+    preprocess = export_preprocess(model, resolution)
     pp = preprocess.to_dict() if preprocess is not None else {"input_size": resolution}
-    pp["input_size"] = resolution
     meta: dict[str, Any] = {
         "format": fmt,
         "effnet_version": __version__,
@@ -112,23 +149,17 @@ def export_metadata(
     return meta
 
 
-def _write_json_atomic(path: Path, data: dict[str, Any]) -> None:
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-        f.write("\n")
-    os.replace(tmp, path)
-
-
-def _prepare(model: nn.Module, resolution: int | None) -> tuple[nn.Module, int]:
-    """(folded contiguous copy, resolution)."""
+def _prepare(
+    model: nn.Module, resolution: int | None, dynamic_batch: bool
+) -> tuple[nn.Module, torch.Tensor]:
+    """(folded contiguous copy, the fixed random parity batch at the export's resolution)."""
     if not isinstance(model, nn.Module):
-        raise TypeError(
+        raise ConfigError(
             f"expected a torch nn.Module (e.g. from effnet.create_model), got "
             f"{type(model).__name__}"
         )
-    res = int(resolution or getattr(getattr(model, "preprocess", None), "input_size", 224))
-    return optimize(model, channels_last=False, check=False), res
+    folded = optimize(model, channels_last=False, check=False)
+    return folded, parity_input(folded, 2 if dynamic_batch else 1, resolution)
 
 
 @contextmanager
@@ -172,19 +203,47 @@ def export_onnx(
     """
     import onnx
 
-    from effnet.export.graph import inspect_graph, optimize_graph, set_metadata
+    from effnet.export.graph import inspect_graph, set_metadata
 
     if opset < 17:
-        raise ValueError(f"opset {opset} is too old: effnet exports opset >= 17 (default 18)")
+        raise ConfigError(f"opset {opset} is too old: effnet exports opset >= 17 (default 18)")
     start = time.perf_counter()
     path = Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    folded, res = _prepare(model, resolution)
-    x = parity_input(folded, 2 if dynamic_batch else 1, res)
+    folded, x = _prepare(model, resolution, dynamic_batch)
+    big = sum(p.numel() * p.element_size() for p in folded.parameters()) > 1.5 * 2**30
+    proto = _onnx_graph(folded, x, opset, dynamic_batch, big)
+    summary = inspect_graph(proto)
+    meta = export_metadata(
+        model, x.shape[-1], dynamic_batch, "onnx", opset=summary.opset, **(metadata or {})
+    )
+    diff = float("nan")
+    if big:  # over protobuf's 2 GB limit: weights go to a .data file, parity runs from disk
+        set_metadata(proto, meta)
+        onnx.save(proto, str(path), save_as_external_data=True, location=path.name + ".data")
+        if check:
+            diff = _onnx_parity(str(path), model, x, dynamic_batch, atol)
+    else:
+        if check:
+            diff = _onnx_parity(proto.SerializeToString(), model, x, dynamic_batch, atol)
+        meta["parity_max_abs_diff"] = diff if check else None
+        set_metadata(proto, meta)
+        onnx.save(proto, str(path))
+    meta["parity_max_abs_diff"] = diff if check else None
+    write_export_metadata(path, meta)
+    seconds = time.perf_counter() - start
+    return ExportResult(path, "onnx", diff, atol, seconds, metadata_path(path), summary.to_dict())
+
+
+def _onnx_graph(
+    folded: nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool, big: bool
+) -> Any:
+    """The dynamo exporter's graph, rewritten for ONNX Runtime, with constant padding checked."""
+    from effnet.export.graph import inspect_graph, optimize_graph
+
     dynamic_shapes = None
     if dynamic_batch:
         dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
-    big = sum(p.numel() * p.element_size() for p in folded.parameters()) > 1.5 * 2**30
     log = io.StringIO()
     with warnings.catch_warnings(), redirect_stdout(log):  # the exporter prints progress
         warnings.simplefilter("ignore")
@@ -206,32 +265,7 @@ def export_onnx(
             f"SAME padding should be constants at a fixed resolution: report this with your "
             f"torch version ({torch.__version__})"
         )
-    meta = export_metadata(
-        model, res, dynamic_batch, "onnx", opset=summary.opset, **(metadata or {})
-    )
-    diff = float("nan")
-    if big:  # over protobuf's 2 GB limit: weights go to a .data file, parity runs from disk
-        set_metadata(proto, meta)
-        onnx.save(proto, str(path), save_as_external_data=True, location=path.name + ".data")
-        if check:
-            diff = _onnx_parity(str(path), model, x, dynamic_batch, atol)
-    else:
-        if check:
-            diff = _onnx_parity(proto.SerializeToString(), model, x, dynamic_batch, atol)
-        meta["parity_max_abs_diff"] = diff if check else None
-        set_metadata(proto, meta)
-        onnx.save(proto, str(path))
-    meta["parity_max_abs_diff"] = diff if check else None
-    _write_json_atomic(metadata_path(path), meta)
-    return ExportResult(
-        path=path,
-        format="onnx",
-        parity_max_abs_diff=diff,
-        parity_atol=atol,
-        seconds=time.perf_counter() - start,
-        metadata_path=metadata_path(path),
-        graph=summary.to_dict(),
-    )
+    return proto
 
 
 def _onnx_parity(
@@ -255,33 +289,28 @@ def _raise_if_over(diff: float, atol: float, what: str) -> None:
         )
 
 
-def export_torchscript(
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    resolution: int | None = None,
-    dynamic_batch: bool = True,
-    check: bool = True,
-    atol: float = PARITY_ATOL,
-    metadata: dict[str, Any] | None = None,
-) -> ExportResult:
-    """Trace the folded model to TorchScript (``torch.jit.load``-able, no Python needed)."""
-    start = time.perf_counter()
-    path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folded, res = _prepare(model, resolution)
-    x = parity_input(folded, 2 if dynamic_batch else 1, res)
+def _save_torchscript(folded: nn.Module, x: torch.Tensor, path: Path, dynamic: bool) -> Any:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")  # torch.jit is deprecated upstream but still shipped
         traced = torch.jit.trace(folded, (x,), check_trace=False)
         traced.save(str(path))
-        loaded = torch.jit.load(str(path))
-    return _checked_result(
-        model, loaded, x, path, "torchscript", res, dynamic_batch, check, atol, metadata, start
-    )
+        return torch.jit.load(str(path))
 
 
-def export_program(
+def _save_program(folded: nn.Module, x: torch.Tensor, path: Path, dynamic: bool) -> Any:
+    shapes = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic else None
+    torch.export.save(torch.export.export(folded, (x,), dynamic_shapes=shapes), str(path))
+    return torch.export.load(str(path)).module()
+
+
+_TORCH_SAVERS: dict[str, tuple[str, Callable[[nn.Module, torch.Tensor, Path, bool], Any]]] = {
+    "torchscript": ("TorchScript", _save_torchscript),
+    "exported-program": ("ExportedProgram", _save_program),
+}
+
+
+def _export_torch(
+    fmt: str,
     model: nn.Module,
     path: str | os.PathLike[str],
     *,
@@ -291,48 +320,40 @@ def export_program(
     atol: float = PARITY_ATOL,
     metadata: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Save a ``torch.export`` ExportedProgram (``.pt2``; load with ``torch.export.load``)."""
-    start = time.perf_counter()
-    path = Path(path)
-    if path.suffix != ".pt2":
-        raise ValueError(
-            f"torch.export only loads files ending in .pt2, got {path.name}; use e.g. "
-            f"{path.with_suffix('.pt2').name}"
-        )
+    """Save the folded model in a torch format, reload the file, check it against eager."""
+    start, path = time.perf_counter(), Path(path)
     path.parent.mkdir(parents=True, exist_ok=True)
-    folded, res = _prepare(model, resolution)
-    x = parity_input(folded, 2 if dynamic_batch else 1, res)
-    dynamic = ({0: torch.export.Dim("batch", min=1, max=4096)},) if dynamic_batch else None
-    program = torch.export.export(folded, (x,), dynamic_shapes=dynamic)
-    torch.export.save(program, str(path))
-    loaded = torch.export.load(str(path)).module()
-    return _checked_result(
-        model, loaded, x, path, "exported-program", res, dynamic_batch, check, atol, metadata, start
-    )
-
-
-def _checked_result(
-    model: nn.Module,
-    loaded: Any,
-    x: torch.Tensor,
-    path: Path,
-    fmt: str,
-    res: int,
-    dynamic_batch: bool,
-    check: bool,
-    atol: float,
-    metadata: dict[str, Any] | None,
-    start: float,
-) -> ExportResult:
-    """The parity check of a reloaded torch export, its metadata file, and the result."""
+    folded, x = _prepare(model, resolution, dynamic_batch)
+    what, save = _TORCH_SAVERS[fmt]
+    loaded = save(folded, x, path, dynamic_batch)
     diff = float("nan")
     if check:
         diff = _parity(model, loaded, x, dynamic_batch)
-        _raise_if_over(diff, atol, {"torchscript": "TorchScript"}.get(fmt, "ExportedProgram"))
-    meta = export_metadata(model, res, dynamic_batch, fmt, **(metadata or {}))
+        _raise_if_over(diff, atol, what)
+    meta = export_metadata(model, x.shape[-1], dynamic_batch, fmt, **(metadata or {}))
     meta["parity_max_abs_diff"] = diff if check else None
-    _write_json_atomic(metadata_path(path), meta)
+    write_export_metadata(path, meta)
     return ExportResult(path, fmt, diff, atol, time.perf_counter() - start, metadata_path(path))
+
+
+def export_torchscript(
+    model: nn.Module, path: str | os.PathLike[str], **kwargs: Any
+) -> ExportResult:
+    """Trace the folded model to TorchScript (``torch.jit.load``-able, no Python needed).
+    Keyword arguments as :func:`export_onnx` (``resolution``, ``dynamic_batch``, ``check``,
+    ``atol``, ``metadata``)."""
+    return _export_torch("torchscript", model, path, **kwargs)
+
+
+def export_program(model: nn.Module, path: str | os.PathLike[str], **kwargs: Any) -> ExportResult:
+    """Save a ``torch.export`` ExportedProgram (``.pt2``; load with ``torch.export.load``).
+    Keyword arguments as :func:`export_torchscript`."""
+    if Path(path).suffix != ".pt2":
+        raise ConfigError(
+            f"torch.export only loads files ending in .pt2, got {Path(path).name}; use e.g. "
+            f"{Path(path).with_suffix('.pt2').name}"
+        )
+    return _export_torch("exported-program", model, path, **kwargs)
 
 
 def export_model(
@@ -343,13 +364,16 @@ def export_model(
 ) -> ExportResult:
     """Export ``model`` in ``format`` (one of :data:`FORMATS`); see the per-format functions."""
     if format not in FORMATS:
-        raise ValueError(f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}")
+        raise ConfigError(
+            f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}."
+            + did_you_mean(format, FORMATS)
+        )
     if path is None:
         name = getattr(getattr(model, "spec", None), "name", "model")
         path = Path(name + _SUFFIX[format])
-    exporters = {
+    exporters: dict[str, Callable[..., ExportResult]] = {
         "onnx": export_onnx,
         "torchscript": export_torchscript,
         "exported-program": export_program,
     }
-    return exporters[format](model, path, **kwargs)  # type: ignore[operator]
+    return exporters[format](model, path, **kwargs)

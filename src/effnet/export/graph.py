@@ -15,9 +15,9 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GraphSummary", "inspect_graph", "optimize_graph", "set_metadata"]
+from effnet.files import METADATA_KEY
 
-METADATA_KEY = "effnet"
+__all__ = ["GraphSummary", "inspect_graph", "optimize_graph", "set_metadata"]
 
 
 @dataclass

@@ -28,6 +28,14 @@ from typing import Any
 
 import numpy as np
 
+from effnet.errors import ConfigError, EffnetError
+from effnet.export.artifact import (
+    RUNTIMES,
+    onnx_runner,
+    read_export_metadata,
+    write_export_metadata,
+)
+
 __all__ = [
     "OPENVINO_RECIPES",
     "RECIPES",
@@ -68,10 +76,6 @@ OPENVINO_RECIPES: tuple[Int8Recipe, ...] = (_CONVS, _CONVS_NO_SE, _ALL_OPS)
 """For OpenVINO, which fuses an int8 convolution with the fp32 SiLU that follows it, ``convs``
 is the fastest."""
 
-RUNTIMES = ("onnxruntime", "openvino", "openvino-bf16")
-"""Where an int8 model can be checked and served. ``openvino-bf16`` runs what is not int8 in
-bf16 (OpenVINO's default on CPUs with bf16 support); ``openvino`` forces fp32 there."""
-
 
 @dataclass
 class Int8Report:
@@ -107,8 +111,10 @@ class Int8Report:
         )
 
 
-class Int8AccuracyError(RuntimeError):
+class Int8AccuracyError(EffnetError, RuntimeError):
     """int8 lost more accuracy than allowed; carries the measured :class:`Int8Report`."""
+
+    exit_code = 3
 
     def __init__(self, report: Int8Report) -> None:
         self.report = report
@@ -138,39 +144,6 @@ def _batches(loader: Iterable[Any], limit: int | None) -> Iterator[tuple[np.ndar
         yield array, (None if labels is None else np.asarray(labels).reshape(-1))
         if limit is not None and seen >= limit:
             break
-
-
-def onnx_runner(
-    path: str | os.PathLike[str], runtime: str = "onnxruntime", threads: int | None = None
-) -> Any:
-    """A function (N, C, H, W) float32 -> logits running an ONNX file in ``runtime``.
-
-    ``"openvino"`` compiles for the CPU with the fp32 precision hint (OpenVINO's default on
-    bf16-capable CPUs is bf16, which would change the numbers being checked);
-    ``"openvino-bf16"`` asks for bf16 explicitly.
-    """
-    if runtime == "onnxruntime":
-        import onnxruntime as ort
-
-        from effnet.runtime import session_options
-
-        sess = ort.InferenceSession(
-            str(path), session_options(threads), providers=["CPUExecutionProvider"]
-        )
-        name = sess.get_inputs()[0].name
-        return lambda x: sess.run(None, {name: x})[0]
-    if runtime in ("openvino", "openvino-bf16"):
-        try:
-            import openvino as ov
-        except ImportError as exc:
-            raise RuntimeError(f"runtime={runtime!r} needs: pip install openvino") from exc
-        precision = "bf16" if runtime == "openvino-bf16" else "f32"
-        config: dict[str, Any] = {"INFERENCE_PRECISION_HINT": precision}
-        if threads:
-            config["INFERENCE_NUM_THREADS"] = int(threads)
-        compiled = ov.Core().compile_model(str(path), "CPU", config)
-        return lambda x: compiled({0: x})[0]
-    raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
 
 
 def evaluate_onnx(
@@ -235,7 +208,7 @@ def _calibration_method(name: str) -> Any:
         "entropy": CalibrationMethod.Entropy,
     }
     if name not in methods:
-        raise ValueError(f"calibration must be one of {sorted(methods)}, got {name!r}")
+        raise ConfigError(f"calibration must be one of {sorted(methods)}, got {name!r}")
     return methods[name]
 
 
@@ -357,76 +330,30 @@ def quantize_int8(
             :data:`RECIPES`, or :data:`OPENVINO_RECIPES` for OpenVINO).
         runtime: where the int8 model will run, and so where both models are evaluated:
             ``"onnxruntime"``, ``"openvino"`` or ``"openvino-bf16"`` (optional package; see
-            :data:`RUNTIMES`).
+            :data:`~effnet.export.artifact.RUNTIMES`).
         calibration_images: at most this many calibration images are used.
         eval_images: at most this many held-out images are used (default: all).
 
     Raises :class:`Int8AccuracyError` (with the report) when no recipe stays within
     ``max_drop``; nothing is written to ``out`` then.
     """
-    import onnx
-
-    from effnet.export.formats import export_onnx
-    from effnet.runtime import read_export_metadata
-
     if runtime not in RUNTIMES:
-        raise ValueError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
+        raise ConfigError(f"runtime must be one of {RUNTIMES}, got {runtime!r}")
     if recipes is None:
         recipes = OPENVINO_RECIPES if runtime.startswith("openvino") else RECIPES
     start = time.perf_counter()
     workdir = Path(tempfile.mkdtemp(prefix="effnet-int8-"))
     target = Path(out) if out is not None else workdir / "model.int8.onnx"
-    calib = [images for images, _ in _batches(calibration_loader, calibration_images)]
-    held_out = list(_batches(eval_loader, eval_images))
-    if not calib:
-        raise ValueError("the calibration loader yielded no images; pass (images, labels) batches")
-    if not held_out or any(labels is None for _, labels in held_out):
-        raise ValueError(
-            "the eval loader must yield labelled (images, labels) batches to measure the int8 drop"
-        )
-    if isinstance(model_or_onnx, (str, os.PathLike)):
-        fp32 = Path(model_or_onnx)
-        if not fp32.is_file():
-            raise FileNotFoundError(f"no ONNX file at {fp32}; export one with `effnet export`")
-        metadata = _read_metadata(fp32, read_export_metadata)
-    else:
-        stem = target.name.removesuffix(".onnx").removesuffix(".int8")
-        fp32 = target.with_name(stem + ".fp32.onnx") if out is not None else workdir / "fp32.onnx"
-        fp32.parent.mkdir(parents=True, exist_ok=True)
-        export_onnx(model_or_onnx, fp32, resolution=resolution, dynamic_batch=True)
-        metadata = read_export_metadata(fp32)
-    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
-
-    n_calib = sum(len(b) for b in calib)
-    n_eval = sum(len(b) for b, _ in held_out)
+    calib, held_out = _read_batches(
+        calibration_loader, eval_loader, calibration_images, eval_images
+    )
+    fp32, metadata = _fp32_onnx(model_or_onnx, target, workdir, out is not None, resolution)
     # the reference is true fp32 even when the int8 model will run with bf16 elsewhere
     reference = "openvino" if runtime == "openvino-bf16" else runtime
     fp32_top1, fp32_pred = evaluate_onnx(fp32, held_out, threads, reference)
-
-    # name every node so recipes can exclude them, once, in a copy
-    named = workdir / "named.fp32.onnx"
-    onnx.save(_name_nodes(onnx.load(str(fp32))), str(named))
-    tried: list[dict[str, Any]] = []
-    ranges = {
-        method: _calibrate(named, calib, input_name, method, workdir / f"ranges-{method}.json")
-        for method in {r.calibrate for r in recipes}
-    }
-    best: tuple[float, Path, Int8Recipe, float, float] | None = None
-    for i, recipe in enumerate(recipes):
-        candidate = workdir / f"candidate{i}.int8.onnx"
-        # calibrated once (on the fp32 graph, every tensor); the ranges are shared by recipes
-        _quantize(named, candidate, recipe, ranges[recipe.calibrate])
-        top1, pred = evaluate_onnx(candidate, held_out, threads, runtime)
-        agreement = float((pred == fp32_pred).mean()) if len(pred) else float("nan")
-        drop = fp32_top1 - top1
-        tried.append(
-            {"recipe": recipe.name, "int8_top1": top1, "drop_points": drop, "agreement": agreement}
-        )
-        if best is None or drop < best[0]:
-            best = (drop, candidate, recipe, top1, agreement)
-        if max_drop is None or drop <= max_drop:
-            break
-    assert best is not None
+    tried, best = _try_recipes(
+        fp32, workdir, recipes, calib, held_out, fp32_top1, fp32_pred, runtime, threads, max_drop
+    )
     drop, candidate, recipe, top1, agreement = best
     accepted = max_drop is None or drop <= max_drop
     report = Int8Report(
@@ -438,42 +365,112 @@ def quantize_int8(
         int8_top1=top1,
         drop_points=drop,
         agreement=agreement,
-        eval_images=n_eval,
-        calibration_images=n_calib,
+        eval_images=sum(len(b) for b, _ in held_out),
+        calibration_images=sum(len(b) for b in calib),
         max_drop=max_drop,
         accepted=accepted,
         seconds=time.perf_counter() - start,
         tried=tried,
     )
-    if not accepted:
-        if out is not None:
-            shutil.rmtree(workdir, ignore_errors=True)
-        raise Int8AccuracyError(report)
-    target.parent.mkdir(parents=True, exist_ok=True)
-    _save_with_metadata(candidate, target, {**metadata, "int8": report.to_dict()})
+    if accepted:
+        target.parent.mkdir(parents=True, exist_ok=True)
+        _save_with_metadata(candidate, target, {**metadata, "int8": report.to_dict()})
     if out is not None:
         shutil.rmtree(workdir, ignore_errors=True)
+    if not accepted:
+        raise Int8AccuracyError(report)
     return report
 
 
-def _read_metadata(path: Path, reader: Any) -> dict[str, Any]:
-    try:
-        return dict(reader(path))
-    except FileNotFoundError:
-        return {}
+def _read_batches(
+    calibration_loader: Iterable[Any],
+    eval_loader: Iterable[Any],
+    calibration_images: int | None,
+    eval_images: int | None,
+) -> tuple[list[np.ndarray], list[tuple[np.ndarray, np.ndarray | None]]]:
+    """(calibration images, labelled held-out batches) as numpy, each at most the count given."""
+    calib = [images for images, _ in _batches(calibration_loader, calibration_images)]
+    held_out = list(_batches(eval_loader, eval_images))
+    if not calib:
+        raise ConfigError("the calibration loader yielded no images; pass (images, labels) batches")
+    if not held_out or any(labels is None for _, labels in held_out):
+        raise ConfigError(
+            "the eval loader must yield labelled (images, labels) batches to measure the int8 drop"
+        )
+    return calib, held_out
+
+
+def _fp32_onnx(
+    model_or_onnx: Any, target: Path, workdir: Path, keep: bool, resolution: int | None
+) -> tuple[Path, dict[str, Any]]:
+    """(the fp32 ONNX file, its metadata): the file given, or the model exported (next to
+    ``target`` when ``keep``, else in ``workdir``)."""
+    from effnet.export.formats import export_onnx
+
+    if isinstance(model_or_onnx, (str, os.PathLike)):
+        fp32 = Path(model_or_onnx)
+        if not fp32.is_file():
+            raise FileNotFoundError(f"no ONNX file at {fp32}; export one with `effnet export`")
+        try:
+            return fp32, read_export_metadata(fp32)
+        except FileNotFoundError:
+            return fp32, {}
+    stem = target.name.removesuffix(".onnx").removesuffix(".int8")
+    fp32 = target.with_name(stem + ".fp32.onnx") if keep else workdir / "fp32.onnx"
+    fp32.parent.mkdir(parents=True, exist_ok=True)
+    export_onnx(model_or_onnx, fp32, resolution=resolution, dynamic_batch=True)
+    return fp32, read_export_metadata(fp32)
+
+
+def _try_recipes(
+    fp32: Path,
+    workdir: Path,
+    recipes: Sequence[Int8Recipe],
+    calib: list[np.ndarray],
+    held_out: list[tuple[np.ndarray, np.ndarray | None]],
+    fp32_top1: float,
+    fp32_pred: np.ndarray,
+    runtime: str,
+    threads: int | None,
+    max_drop: float | None,
+) -> tuple[list[dict[str, Any]], tuple[float, Path, Int8Recipe, float, float]]:
+    """Quantize with each recipe in turn until one stays within ``max_drop``; (what was tried,
+    the best: drop, file, recipe, top-1, agreement)."""
+    import onnx
+
+    # name every node so recipes can exclude them, once, in a copy; calibrate once (every
+    # tensor of the fp32 graph) per method, the ranges shared by the recipes
+    named = workdir / "named.fp32.onnx"
+    onnx.save(_name_nodes(onnx.load(str(fp32))), str(named))
+    input_name = onnx.load(str(fp32), load_external_data=False).graph.input[0].name
+    ranges = {
+        method: _calibrate(named, calib, input_name, method, workdir / f"ranges-{method}.json")
+        for method in {r.calibrate for r in recipes}
+    }
+    tried: list[dict[str, Any]] = []
+    best: tuple[float, Path, Int8Recipe, float, float] | None = None
+    for i, recipe in enumerate(recipes):
+        candidate = workdir / f"candidate{i}.int8.onnx"
+        _quantize(named, candidate, recipe, ranges[recipe.calibrate])
+        top1, pred = evaluate_onnx(candidate, held_out, threads, runtime)
+        agreement = float((pred == fp32_pred).mean()) if len(pred) else float("nan")
+        drop = fp32_top1 - top1
+        tried.append(
+            {"recipe": recipe.name, "int8_top1": top1, "drop_points": drop, "agreement": agreement}
+        )
+        if best is None or drop < best[0]:
+            best = (drop, candidate, recipe, top1, agreement)
+        if max_drop is None or drop <= max_drop:
+            break
+    if best is None:
+        raise ConfigError("no int8 recipe to try: pass at least one in recipes")
+    return tried, best
 
 
 def _save_with_metadata(src: Path, dst: Path, metadata: dict[str, Any]) -> None:
-    import json
-
     import onnx
 
     from effnet.export.graph import set_metadata
-    from effnet.runtime import metadata_path
 
-    model = set_metadata(onnx.load(str(src)), metadata)
-    onnx.save(model, str(dst))
-    side = metadata_path(dst)
-    tmp = side.with_name(side.name + ".tmp")
-    tmp.write_text(json.dumps(metadata, indent=2, sort_keys=True) + "\n")
-    os.replace(tmp, side)
+    onnx.save(set_metadata(onnx.load(str(src)), metadata), str(dst))
+    write_export_metadata(dst, metadata)

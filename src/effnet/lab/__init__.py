@@ -22,7 +22,7 @@ from effnet.lab.families import (
     resolve_base,
 )
 from effnet.lab.grid import Grid, default_grid, enumerate_grid
-from effnet.lab.runner import BACKENDS, RunReport, load_results, run_trials
+from effnet.lab.runner import BACKENDS, RunOptions, RunReport, load_results, run_trials
 from effnet.lab.search import SearchResult, plan_search, search
 from effnet.lab.trial import DataConfig, Recipe, run_trial
 
@@ -35,6 +35,7 @@ __all__ = [
     "Grid",
     "LabBase",
     "Recipe",
+    "RunOptions",
     "RunReport",
     "SearchResult",
     "Verdict",

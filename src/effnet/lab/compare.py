@@ -15,17 +15,18 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
+from effnet.errors import ConfigError
 from effnet.lab.experiment import (
     TIE,
     aggregate,
+    prepare,
+    run_summary,
     standard_error,
-    trial_config,
-    write_manifest,
     write_summary,
 )
 from effnet.lab.families import STRATEGIES, Candidate, LabBase, base_candidate, match_macs
-from effnet.lab.runner import RunReport, run_trials
-from effnet.lab.trial import DataConfig, Recipe, load_lab_data, run_trial
+from effnet.lab.runner import RunOptions, RunReport, TrialFn
+from effnet.lab.trial import DataConfig, Recipe, run_trial
 from effnet.scaling import PAPER, Coefficients
 
 __all__ = ["CompareResult", "Verdict", "compare", "plan_compare"]
@@ -83,7 +84,9 @@ class CompareResult:
     points: list[dict[str, Any]]
     """One row per (strategy, target), seeds aggregated; the base has strategy 'base'."""
     verdicts: list[Verdict]
-    report: RunReport
+    report: RunReport | None
+    """What ran (None for a dry run)."""
+    seeds: tuple[int, ...] = (0,)
     files: dict[str, str] = field(default_factory=dict)
 
     def to_dict(self) -> dict[str, Any]:
@@ -91,11 +94,10 @@ class CompareResult:
             "out_dir": str(self.out_dir),
             "base": self.base.to_dict(),
             "base_note": self.base.describe(),
+            "candidates": [c.to_dict() for c in self.candidates],
             "points": self.points,
             "verdicts": [v.to_dict() for v in self.verdicts],
-            "ran": self.report.ran,
-            "resumed": self.report.resumed,
-            "failed": [f["id"] for f in self.report.failed],
+            **run_summary(self.report),
             "files": self.files,
         }
 
@@ -113,7 +115,7 @@ def plan_compare(
     target's MACs; raises listing every model that cannot get there, with the fixes."""
     unknown = [s for s in strategies if s not in STRATEGIES]
     if unknown or not strategies:
-        raise ValueError(f"strategies must be among {', '.join(STRATEGIES)}, got {unknown}")
+        raise ConfigError(f"strategies must be among {', '.join(STRATEGIES)}, got {unknown}")
     candidates = [base_candidate(base, num_classes)]
     for target in sorted(set(targets)):
         for strategy in strategies:
@@ -133,7 +135,7 @@ def plan_compare(
             f"{c.strategy} at {c.target:g}x reaches {c.ratio:.3f}x at best ({c.error:+.1%})"
             for c in missed
         )
-        raise ValueError(
+        raise ConfigError(
             f"matched compute needs every model within {tolerance:.0%} of its target, but {shown}. "
             f"Rounding (whole blocks, channels in multiples of 8, the resolution grid) is coarse "
             f"on a small base: try another base size (e.g. --base-width 0.4 --base-depth 0.25 "
@@ -156,9 +158,10 @@ def _verdicts(points: list[dict[str, Any]]) -> list[Verdict]:
         comp = here["compound"]
         own, theirs = standard_error(comp), [standard_error(p) for p in best]
         noise = None
-        if own is not None and None not in theirs:
+        known = [e for e in theirs if e is not None]
+        if own is not None and len(known) == len(theirs):
             # the noisiest of the tied models: a conservative error for the difference
-            noise = (own**2 + max(theirs) ** 2) ** 0.5  # type: ignore[type-var]
+            noise = (own**2 + max(known) ** 2) ** 0.5
         verdicts.append(
             Verdict(
                 target,
@@ -175,7 +178,7 @@ def _verdicts(points: list[dict[str, Any]]) -> list[Verdict]:
 def compare(
     data: DataConfig,
     base: LabBase,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     targets: Sequence[float] = (2.0, 4.0),
     strategies: Sequence[str] = STRATEGIES,
@@ -183,76 +186,48 @@ def compare(
     tolerance: float = 0.05,
     recipe: Recipe | None = None,
     seeds: Sequence[int] = (0,),
-    backend: str = "serial",
-    workers: int = 0,
-    threads: int = 0,
-    address: str | None = None,
-    progress: bool = True,
-    trial_fn: Any = run_trial,
+    run: RunOptions | None = None,
+    trial_fn: TrialFn = run_trial,
+    dry_run: bool = False,
 ) -> CompareResult:
     """Run the comparison; trials, ``results.csv``/``.json`` and ``compare.png`` land in
-    ``out_dir``. Re-running the same call resumes: finished trials are not run again."""
-    recipe = recipe or Recipe()
-    data = data.resolved()
-    out = Path(out_dir)
-    num_classes = load_lab_data(data).num_classes  # also fails early on a bad source
+    ``out_dir`` (default ``runs/lab-compare-<data>``). Re-running the same call resumes:
+    finished trials are not run again. ``dry_run``: match the models, train and write nothing."""
+    exp = prepare("compare", data, base, out_dir, recipe, seeds)
     candidates = plan_compare(
         base,
         targets,
         strategies=strategies,
         coeffs=coeffs,
         tolerance=tolerance,
-        num_classes=num_classes,
+        num_classes=exp.splits.num_classes,
     )
-    write_manifest(
-        out,
-        "compare",
-        base,
-        data,
-        recipe,
-        seeds,
-        candidates,
-        targets=sorted(set(targets)),
-        tolerance=tolerance,
-        coefficients={"alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma},
-    )
+    result = CompareResult(exp.out, base, candidates, [], [], None, exp.seeds)
+    if dry_run:
+        return result
     trials = [
-        trial_config("compare", f"{c.strategy}_x{c.target:g}_s{seed}", c, seed, data, recipe)
+        exp.trial(f"{c.strategy}_x{c.target:g}_s{seed}", c, seed)
         for c in candidates
-        for seed in seeds
+        for seed in exp.seeds
     ]
-    report = run_trials(
-        trials,
-        out,
-        backend=backend,
-        workers=workers,
-        threads=threads,
-        address=address,
-        progress=progress,
-        trial_fn=trial_fn,
+    coefficients = {"alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma}
+    manifest = {"targets": sorted(set(targets)), "tolerance": tolerance}
+    result.report = exp.run(
+        candidates, trials, run, trial_fn, **manifest, coefficients=coefficients
     )
-    rows = aggregate(report.results, lambda r: (r["strategy"], r["target"]))
+    rows = aggregate(result.report.results, lambda r: (r["strategy"], r["target"]))
     order = {s: i for i, s in enumerate(("base", *STRATEGIES))}
-    points = sorted(rows.values(), key=lambda p: (p["target"], order[p["strategy"]]))
-    for p in points:
+    result.points = sorted(rows.values(), key=lambda p: (p["target"], order[p["strategy"]]))
+    for p in result.points:
         p["key"] = f"{p['strategy']}_x{p['target']:g}"
-    result = CompareResult(out, base, candidates, points, _verdicts(points), report)
-    summary = result.to_dict()
-    summary.pop("files")
-    result.files = write_summary(out, report.results, {"kind": "compare", **summary})
-    if any(p["strategy"] != "base" for p in points):
+    result.verdicts = _verdicts(result.points)
+    summary = {k: v for k, v in result.to_dict().items() if k != "files"}
+    result.files = write_summary(exp.out, result.report.results, {"kind": "compare", **summary})
+    if any(p["strategy"] != "base" for p in result.points):
         from effnet.lab.plots import plot_compare
 
-        seeds_text = (
-            f"{len(seeds)} seeds; error bars: min-max over seeds"
-            if len(seeds) > 1
-            else "1 seed, no error bars"
-        )
-        result.files["plot"] = str(
-            plot_compare(
-                points,
-                out / "compare.png",
-                title=f"matched-MACs scaling from {base.name} ({seeds_text})",
-            )
-        )
+        n = len(exp.seeds)
+        spread = f"{n} seeds; error bars: min-max over seeds" if n > 1 else "1 seed, no error bars"
+        title = f"matched-MACs scaling from {base.name} ({spread})"
+        result.files["plot"] = str(plot_compare(result.points, exp.out / "compare.png", title))
     return result

@@ -1,29 +1,37 @@
-"""What search and compare share: trial configs from candidates, the manifest, the summaries."""
+"""What search and compare share: preparing an experiment (its data, output folder and
+manifest), trial configs from candidates, running them, and the summaries."""
 
 from __future__ import annotations
 
 import csv
 import dataclasses
 import math
+import re
 import statistics
 from collections.abc import Callable, Iterable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from effnet._version import __version__
+from effnet.data import SourceSplits, write_data_record
+from effnet.files import atomic_write, write_json
 from effnet.lab.families import Candidate, LabBase
-from effnet.lab.runner import write_json
-from effnet.lab.trial import DataConfig, Recipe
+from effnet.lab.runner import RunOptions, RunReport, TrialFn, run_trials
+from effnet.lab.trial import DataConfig, Recipe, load_lab_data
 from effnet.specs import spec_to_dict
 
 __all__ = [
     "SUMMARY_COLUMNS",
     "TIE",
+    "Experiment",
     "aggregate",
+    "default_out_dir",
     "macs_unit",
+    "prepare",
+    "run_summary",
     "standard_error",
     "trial_config",
-    "write_manifest",
     "write_summary",
 ]
 
@@ -102,33 +110,82 @@ def trial_config(
     }
 
 
-def write_manifest(
-    out_dir: Path,
+def run_summary(report: RunReport | None) -> dict[str, list[str]]:
+    """Which trials ran, were found finished (resumed) or failed; empty lists for a dry run."""
+    if report is None:
+        return {"ran": [], "resumed": [], "failed": []}
+    return {
+        "ran": report.ran,
+        "resumed": report.resumed,
+        "failed": [f["id"] for f in report.failed],
+    }
+
+
+def default_out_dir(kind: str, source: str) -> Path:
+    """Where an experiment's results go when no folder is given: ``runs/lab-<kind>-<data>``."""
+    slug = re.sub(r"[^A-Za-z0-9]+", "-", Path(source).name or source).strip("-") or "data"
+    return Path("runs") / f"lab-{kind}-{slug}"
+
+
+@dataclass
+class Experiment:
+    """An experiment about to run: its data (loaded once, so a bad source fails before any
+    trial), base, recipe, seeds and results folder."""
+
+    kind: str
+    data: DataConfig
+    splits: SourceSplits
+    base: LabBase
+    recipe: Recipe
+    seeds: tuple[int, ...]
+    out: Path
+
+    def trial(self, trial_id: str, candidate: Candidate, seed: int) -> dict[str, Any]:
+        """The config :func:`effnet.lab.trial.run_trial` takes for ``candidate``."""
+        return trial_config(self.kind, trial_id, candidate, seed, self.data, self.recipe)
+
+    def run(
+        self,
+        candidates: Iterable[Candidate],
+        trials: Sequence[dict[str, Any]],
+        options: RunOptions | None,
+        trial_fn: TrialFn,
+        **manifest: Any,
+    ) -> RunReport:
+        """Write ``lab.json`` (the resolved experiment) and ``data.json`` (its split, file for
+        file), then run every trial not already finished in the results folder."""
+        write_json(
+            self.out / "lab.json",
+            {
+                "kind": self.kind,
+                "effnet": __version__,
+                "base": self.base.to_dict(),
+                "base_note": self.base.describe(),
+                "data": dataclasses.asdict(self.data),
+                "recipe": dataclasses.asdict(self.recipe),
+                "seeds": list(self.seeds),
+                **manifest,
+                "candidates": [c.to_dict() for c in candidates],
+            },
+        )
+        write_data_record(self.out, self.splits)
+        where = dataclasses.asdict(options or RunOptions())
+        return run_trials(trials, self.out, **where, trial_fn=trial_fn)
+
+
+def prepare(
     kind: str,
-    base: LabBase,
     data: DataConfig,
-    recipe: Recipe,
+    base: LabBase,
+    out_dir: str | Path | None,
+    recipe: Recipe | None,
     seeds: Sequence[int],
-    candidates: Iterable[Candidate],
-    **extra: Any,
-) -> Path:
-    """``lab.json``: the resolved experiment, written before any trial runs."""
-    path = out_dir / "lab.json"
-    write_json(
-        path,
-        {
-            "kind": kind,
-            "effnet": __version__,
-            "base": base.to_dict(),
-            "base_note": base.describe(),
-            "data": dataclasses.asdict(data),
-            "recipe": dataclasses.asdict(recipe),
-            "seeds": list(seeds),
-            **extra,
-            "candidates": [c.to_dict() for c in candidates],
-        },
-    )
-    return path
+) -> Experiment:
+    """Load the data and settle the folder and recipe of an experiment (nothing is written)."""
+    data = data.resolved()
+    out = Path(out_dir) if out_dir is not None else default_out_dir(kind, data.source)
+    splits = load_lab_data(data)
+    return Experiment(kind, data, splits, base, recipe or Recipe(), tuple(seeds), out)
 
 
 def _mean_spread(values: Sequence[float], prefix: str) -> dict[str, float | None]:
@@ -201,13 +258,15 @@ def write_summary(
 ) -> dict[str, str]:
     """``results.csv`` (one row per trial) and ``results.json`` (trials + ``extra``)."""
     csv_path = out_dir / "results.csv"
-    tmp = csv_path.with_name(f".{csv_path.name}.tmp")
-    with tmp.open("w", newline="", encoding="utf-8") as fh:
-        writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
-        writer.writeheader()
-        for r in results:
-            writer.writerow({c: r.get(c) for c in SUMMARY_COLUMNS})
-    tmp.replace(csv_path)
+
+    def write_csv(tmp: Path) -> None:
+        with tmp.open("w", newline="", encoding="utf-8") as fh:
+            writer = csv.DictWriter(fh, fieldnames=SUMMARY_COLUMNS, extrasaction="ignore")
+            writer.writeheader()
+            for r in results:
+                writer.writerow({c: r.get(c) for c in SUMMARY_COLUMNS})
+
+    atomic_write(csv_path, write_csv)
     json_path = out_dir / "results.json"
     trials = [{k: v for k, v in r.items() if k not in ("spec", "traceback")} for r in results]
     write_json(json_path, {**extra, "trials": trials})

@@ -1,5 +1,4 @@
-"""PNG plots of the lab's experiments (matplotlib's object API: no pyplot state, no backend
-switch, so plotting from a library call never changes the caller's matplotlib setup)."""
+"""PNG plots of the lab's experiments (matplotlib's object API, through :mod:`effnet.plotting`)."""
 
 from __future__ import annotations
 
@@ -8,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 from effnet.lab.experiment import macs_unit
+from effnet.plotting import new_figure, save_figure
 
 __all__ = ["plot_compare", "plot_search"]
 
@@ -27,16 +27,6 @@ def _macs_axis(rows: Sequence[dict[str, Any]]) -> tuple[float, str]:
     return macs_unit(r["macs"] for r in rows)
 
 
-def _figure():  # type: ignore[no-untyped-def]
-    try:
-        from matplotlib.figure import Figure
-    except ImportError as exc:
-        raise ImportError(
-            "lab plots need matplotlib: pip install matplotlib (or 'effnet[plot]')"
-        ) from exc
-    return Figure(figsize=_SIZE, dpi=_DPI)
-
-
 def plot_compare(
     points: Sequence[dict[str, Any]], path: str | Path, title: str = "", metric: str = "val_acc"
 ) -> Path:
@@ -45,7 +35,7 @@ def plot_compare(
     ``points`` are aggregated rows with ``strategy``, ``macs``, ``<metric>_mean`` and
     optionally ``<metric>_min`` / ``<metric>_max`` (drawn as error bars across seeds).
     """
-    fig = _figure()
+    fig = new_figure(_SIZE, dpi=_DPI)
     ax = fig.add_subplot(1, 1, 1)
     scale, unit = _macs_axis(points)
     base = [p for p in points if p["strategy"] == "base"]
@@ -100,11 +90,7 @@ def plot_compare(
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=9, loc="lower right")
     ax.set_title(title or "compound vs one-dimensional scaling at matched MACs", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=_DPI)
-    return out
+    return save_figure(fig, path)
 
 
 def plot_search(
@@ -115,7 +101,7 @@ def plot_search(
     metric: str = "val_acc",
 ) -> Path:
     """Accuracy against MACs of every trained model, coloured by trial, winner starred."""
-    fig = _figure()
+    fig = new_figure(_SIZE, dpi=_DPI)
     ax = fig.add_subplot(1, 1, 1)
     trained = [r for r in rows if r.get(f"{metric}_mean") is not None]
     scale, unit = _macs_axis(trained)
@@ -152,11 +138,7 @@ def plot_search(
             ncol=1 if len(trained) <= 18 else 2,
         )
     ax.set_title(title or "alpha, beta, gamma search at phi = 1", fontsize=10)
-    fig.tight_layout()
-    out = Path(path)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    fig.savefig(out, dpi=_DPI)
-    return out
+    return save_figure(fig, path)
 
 
 def _colours(n: int) -> list[Any]:

@@ -22,8 +22,6 @@ import concurrent.futures as futures
 import hashlib
 import json
 import multiprocessing
-import os
-import tempfile
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -31,48 +29,34 @@ from typing import Any
 
 from tqdm.auto import tqdm
 
+from effnet.errors import ConfigError, RunDirError, did_you_mean
+from effnet.files import write_json
+from effnet.host import torch_threads, usable_cores
 from effnet.lab.trial import failed_result, run_trial
+from effnet.train.config import setting
 
-__all__ = [
-    "BACKENDS",
-    "RunReport",
-    "available_cores",
-    "fingerprint",
-    "load_results",
-    "run_trials",
-    "write_json",
-]
+__all__ = ["BACKENDS", "RunOptions", "RunReport", "fingerprint", "load_results", "run_trials"]
 
 BACKENDS = ("serial", "process", "ray")
 
 TrialFn = Callable[[dict[str, Any], int], dict[str, Any]]
 
 
-def available_cores() -> int:
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return max(1, os.cpu_count() or 1)
+@dataclass(frozen=True)
+class RunOptions:
+    """Where an experiment's trials run; results do not depend on it."""
+
+    backend: str = setting("serial", "serial | process (a pool here) | ray")
+    workers: int = setting(0, "parallel trials (0: one per core; process)")
+    threads: int = setting(0, "torch threads per trial (0: cores / workers)")
+    address: str | None = setting(None, "Ray cluster address (ray://HOST:10001 or auto)")
+    progress: bool = setting(True, "progress bar")
 
 
 def fingerprint(config: dict[str, Any]) -> str:
     """A short stable hash of everything a trial depends on."""
     text = json.dumps(config, sort_keys=True, separators=(",", ":"), default=str)
     return hashlib.sha256(text.encode()).hexdigest()[:16]
-
-
-def write_json(path: Path, data: Any) -> None:
-    """Write ``data`` so that a reader (or a resumed run) never sees half a file."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", dir=path.parent)
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as fh:
-            json.dump(data, fh, indent=2, default=str)
-            fh.write("\n")
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; results are meant to be shared
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
 
 
 def _trial_path(out_dir: Path, trial_id: str, failed: bool = False) -> Path:
@@ -86,11 +70,11 @@ def _finished(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     try:
         result = json.loads(path.read_text(encoding="utf-8"))
     except json.JSONDecodeError as exc:
-        raise ValueError(
+        raise RunDirError(
             f"{path} is not valid JSON ({exc}); delete it to run that trial again"
         ) from None
     if result.get("fingerprint") != config["fingerprint"]:
-        raise ValueError(
+        raise RunDirError(
             f"{path} holds trial {config['id']!r} from a different configuration (data, recipe, "
             f"base or seed changed since it ran); use a new --out directory, or delete "
             f"{out_dir / 'trials'} to start over"
@@ -121,7 +105,7 @@ class RunReport:
 
 def _plan(backend: str, workers: int, threads: int, pending: int) -> tuple[int, int]:
     """(parallel trials, torch threads per trial) for this machine."""
-    cores = available_cores()
+    cores = usable_cores()
     if backend == "serial":
         return 1, threads or cores
     if backend == "process":
@@ -151,14 +135,17 @@ def run_trials(
     others go on.
     """
     if backend not in BACKENDS:
-        raise ValueError(f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}")
+        raise ConfigError(
+            f"unknown backend {backend!r}; expected one of {', '.join(BACKENDS)}."
+            + did_you_mean(backend, BACKENDS)
+        )
     if address and backend != "ray":
-        raise ValueError(f"--address is a Ray cluster address; add --backend ray (got {backend})")
+        raise ConfigError(f"--address is a Ray cluster address; add --backend ray (got {backend})")
     out = Path(out_dir)
     ids = [t["id"] for t in trials]
     dupes = sorted({i for i in ids if ids.count(i) > 1})
     if dupes:
-        raise ValueError(f"trial ids must be unique, found {dupes} more than once")
+        raise ConfigError(f"trial ids must be unique, found {dupes} more than once")
     configs = [{**t, "fingerprint": fingerprint(dict(t))} for t in trials]
     done: dict[str, dict[str, Any]] = {}
     for config in configs:
@@ -213,18 +200,13 @@ def run_trials(
 def _run_serial(
     pending: list[dict[str, Any]], threads: int, trial_fn: TrialFn, record: Callable
 ) -> None:
-    import torch
-
-    before = torch.get_num_threads()
-    try:
+    with torch_threads(threads):  # the caller's process keeps its own setting afterwards
         for config in pending:
             try:
                 result = trial_fn(config, threads)
             except Exception as exc:  # one bad trial must not lose the others
                 result = failed_result(config, exc)
             record(config, result)
-    finally:
-        torch.set_num_threads(before)  # the caller's process keeps its own setting
 
 
 def _run_pool(
@@ -261,7 +243,7 @@ def _run_ray(
     try:
         import ray
     except ImportError:
-        raise RuntimeError(
+        raise ConfigError(
             "--backend ray needs Ray, which is not installed; run `pip install 'effnet[ray]'` "
             "or use --backend process"
         ) from None
@@ -271,7 +253,7 @@ def _run_ray(
         if address:
             options["address"] = address
         else:
-            options["num_cpus"] = available_cores()
+            options["num_cpus"] = usable_cores()
         ray.init(**options)
     try:
         remote = ray.remote(trial_fn)

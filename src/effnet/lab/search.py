@@ -17,11 +17,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from effnet.lab.experiment import TIE, aggregate, trial_config, write_manifest, write_summary
+from effnet.errors import ConfigError
+from effnet.lab.experiment import TIE, aggregate, prepare, run_summary, write_summary
 from effnet.lab.families import Candidate, LabBase, architecture_key, phi1_candidates
 from effnet.lab.grid import Grid, default_grid, enumerate_grid
-from effnet.lab.runner import RunReport, run_trials
-from effnet.lab.trial import DataConfig, Recipe, load_lab_data, run_trial
+from effnet.lab.runner import RunOptions, RunReport, TrialFn
+from effnet.lab.trial import DataConfig, Recipe, run_trial
 
 __all__ = ["SearchResult", "plan_search", "search", "triple_key", "twins"]
 
@@ -61,7 +62,9 @@ class SearchResult:
     ranking: list[dict[str, Any]]
     """Trained models, best first (mean over seeds); ``same_model`` lists the other triples
     that round to the same network."""
-    report: RunReport
+    report: RunReport | None
+    """What ran (None for a dry run)."""
+    seeds: tuple[int, ...] = (0,)
     files: dict[str, str] = field(default_factory=dict)
 
     @property
@@ -96,11 +99,10 @@ class SearchResult:
             "winner": self.winner,
             "tied_with_winner": self.tied_with_winner,
             "ranking": self.ranking,
+            "candidates": [c.to_dict() for c in self.candidates],
             "over_budget": [c.to_dict() for c in self.over_budget],
             "same_model": {k: v for k, v in twins(self.candidates).items() if k != v},
-            "ran": self.report.ran,
-            "resumed": self.report.resumed,
-            "failed": [f["id"] for f in self.report.failed],
+            **run_summary(self.report),
             "files": self.files,
         }
 
@@ -122,7 +124,7 @@ def plan_search(
 def search(
     data: DataConfig,
     base: LabBase,
-    out_dir: str | Path,
+    out_dir: str | Path | None = None,
     *,
     budget: float = 2.0,
     tolerance: float = 0.05,
@@ -130,66 +132,61 @@ def search(
     macs_tolerance: float = 0.25,
     recipe: Recipe | None = None,
     seeds: Sequence[int] = (0,),
-    backend: str = "serial",
-    workers: int = 0,
-    threads: int = 0,
-    address: str | None = None,
-    progress: bool = True,
-    trial_fn: Any = run_trial,
+    run: RunOptions | None = None,
+    trial_fn: TrialFn = run_trial,
+    dry_run: bool = False,
 ) -> SearchResult:
     """Run the search; results, ``results.csv``/``.json`` and ``search.png`` land in
-    ``out_dir``. Re-running the same call resumes: finished trials are not run again."""
-    recipe = recipe or Recipe()
-    data = data.resolved()
-    out = Path(out_dir)
-    num_classes = load_lab_data(data).num_classes  # also fails early on a bad source
+    ``out_dir`` (default ``runs/lab-search-<data>``). Re-running the same call resumes: finished
+    trials are not run again. ``dry_run``: measure the candidates, train and write nothing."""
+    exp = prepare("search", data, base, out_dir, recipe, seeds)
     candidates = plan_search(
         base,
         budget=budget,
         tolerance=tolerance,
         grid=grid,
         macs_tolerance=macs_tolerance,
-        num_classes=num_classes,
+        num_classes=exp.splits.num_classes,
     )
-    trainable = [c for c in candidates if c.matched]
-    if not trainable:
+    result = SearchResult(exp.out, base, budget, candidates, [], None, exp.seeds)
+    if dry_run:
+        return result
+    if not any(c.matched for c in candidates):
         ratios = ", ".join(f"{c.ratio:.2f}" for c in candidates)
-        raise ValueError(
+        raise ConfigError(
             f"every phi = 1 model of the grid lands outside {budget:g}x +/- "
             f"{macs_tolerance:.0%} of the base's measured MACs (ratios: {ratios}); rounding is "
             f"coarse on a small base: give the base more depth/width, or widen --macs-tolerance"
         )
-    write_manifest(
-        out,
-        "search",
-        base,
-        data,
-        recipe,
-        seeds,
-        candidates,
-        budget=budget,
-        tolerance=tolerance,
-        macs_tolerance=macs_tolerance,
-        grid=(grid or default_grid()).describe(),
-    )
     same = twins(candidates)
     trials = [
-        trial_config("search", f"{_key(c)}_s{seed}", c, seed, data, recipe)
-        for c in trainable
-        if same[_key(c)] == _key(c)  # a model several triples round to is trained once
-        for seed in seeds
+        exp.trial(f"{_key(c)}_s{seed}", c, seed)
+        for c in candidates
+        if same.get(_key(c)) == _key(c)  # a model several triples round to is trained once
+        for seed in exp.seeds
     ]
-    report = run_trials(
-        trials,
-        out,
-        backend=backend,
-        workers=workers,
-        threads=threads,
-        address=address,
-        progress=progress,
-        trial_fn=trial_fn,
+    manifest = {"budget": budget, "tolerance": tolerance, "macs_tolerance": macs_tolerance}
+    grid_text = (grid or default_grid()).describe()
+    result.report = exp.run(candidates, trials, run, trial_fn, **manifest, grid=grid_text)
+    result.ranking = _rank(result.report.results, same)
+    result.files = write_summary(
+        exp.out, result.report.results, {"kind": "search", **_summary(result)}
     )
-    rows = aggregate(report.results, lambda r: triple_key(r["alpha"], r["beta"], r["gamma"]))
+    if result.ranking:
+        from effnet.lab.plots import plot_search
+
+        n = len(exp.seeds)
+        title = (
+            f"phi = 1 search from {base.name}, budget {budget:g}x ({n} seed{'s' if n > 1 else ''})"
+        )
+        plot = plot_search(result.ranking, exp.out / "search.png", result.ranking[0]["key"], title)
+        result.files["plot"] = str(plot)
+    return result
+
+
+def _rank(results: list[dict[str, Any]], same: dict[str, str]) -> list[dict[str, Any]]:
+    """Trained models, best first: mean validation accuracy over seeds, fewer MACs on a tie."""
+    rows = aggregate(results, lambda r: triple_key(r["alpha"], r["beta"], r["gamma"]))
     # rounded so that equal accuracies (up to the last bit of a mean) fall to the MACs tie-break
     ranking = sorted(
         rows.values(), key=lambda r: (-round(r["val_acc_mean"] or 0.0, 9), r["macs"] or 0)
@@ -197,21 +194,7 @@ def search(
     for rank, row in enumerate(ranking, 1):
         row["rank"] = rank
         row["same_model"] = [k for k, rep in same.items() if rep == row["key"] and k != rep]
-    result = SearchResult(out, base, budget, candidates, ranking, report)
-    result.files = write_summary(out, report.results, {"kind": "search", **_summary(result)})
-    if ranking:
-        from effnet.lab.plots import plot_search
-
-        result.files["plot"] = str(
-            plot_search(
-                ranking,
-                out / "search.png",
-                winner=ranking[0]["key"],
-                title=f"phi = 1 search from {base.name}, budget {budget:g}x "
-                f"({len(seeds)} seed{'s' if len(seeds) > 1 else ''})",
-            )
-        )
-    return result
+    return ranking
 
 
 def _summary(result: SearchResult) -> dict[str, Any]:

@@ -5,14 +5,13 @@ recipe, evaluate it, time it. Nothing else.
 process, in a spawned worker of a process pool, or as a Ray task on another machine: everything
 it needs (spec, data source, recipe, seed) travels in the config, and it loads the data itself.
 Every model starts from random initialisation (the models differ, so no checkpoint fits them
-all), and every number in the result is measured on the model that was trained.
+all), trains through the library's one loop (:func:`effnet.train.loop.fit`), and every number
+in the result is measured on the model that was trained.
 """
 
 from __future__ import annotations
 
 import dataclasses
-import math
-import os
 import platform
 import statistics
 import time
@@ -23,8 +22,6 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image
-from torchvision.transforms import v2
 
 from effnet.cost import profile
 from effnet.data import (
@@ -33,39 +30,39 @@ from effnet.data import (
     SourceSplits,
     SplitFractions,
     eval_transform,
-    load_image,
     load_source,
+    split_record,
     stratified_split,
     train_transform,
 )
+from effnet.errors import BadDataError, ConfigError
+from effnet.host import torch_threads
 from effnet.model import EfficientNet
 from effnet.specs import PreprocessConfig, spec_from_dict
+from effnet.train.config import setting
 from effnet.train.distributed import DistContext
-from effnet.train.loaders import epoch_seed, make_loader
-from effnet.train.loop import evaluate, train_one_epoch
-from effnet.train.optim import build_optimizer, lr_lambda
+from effnet.train.loaders import ImageCache, epoch_seed, eval_loader, optimizer_steps, train_loader
+from effnet.train.loop import Epoch, TrainSetup, evaluate, fit
+from effnet.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 
-__all__ = ["AUGMENTS", "DataConfig", "Recipe", "failed_result", "load_lab_data", "run_trial"]
-
-_OPTIMIZERS = ("adamw", "sgd", "rmsprop")  # what effnet.train.optim.build_optimizer builds
-AUGMENTS = PRESETS  # "flip" included: the eval view, flipped, never cropped
-"""``flip``: the eval pipeline plus random horizontal (and with ``vflip`` vertical) flips. Random
-crops can cut a small defect out of the picture and leave its label wrong; flips never do."""
+__all__ = ["DataConfig", "Recipe", "failed_result", "load_lab_data", "run_trial"]
 
 
 @dataclass(frozen=True)
 class DataConfig:
     """Where a trial's images come from and how they are split (the same in every trial)."""
 
-    source: str = "elpv"  # class folder, split folders, CSV of path,label, or "elpv"
-    label_mode: str | None = None  # elpv only: 4class | binary
-    split: str = "70/15/15"  # train/val/test when the source is one set
-    split_seed: int = 0  # the split is fixed across trials and seeds: only training varies
-    subsample: float = 1.0  # stratified fraction of every split kept (speed); 1.0 = all
+    source: str = setting(
+        "elpv", "class folder, split folders, CSV of path,label, or 'elpv'", flag="data"
+    )
+    label_mode: str | None = setting(None, "elpv only: 4class | binary (default 4class)")
+    split: str = setting("70/15/15", "train/val/test fractions when the source is one set")
+    split_seed: int = setting(0, "seed of the split: fixed across trials, only training varies")
+    subsample: float = setting(1.0, "keep this stratified fraction of every split, for speed")
 
     def __post_init__(self) -> None:
         if not 0.0 < self.subsample <= 1.0:
-            raise ValueError(f"subsample must be in (0, 1], got {self.subsample}")
+            raise ConfigError(f"subsample must be in (0, 1], got {self.subsample}")
         SplitFractions.parse(self.split)  # fail in the parent, not in every worker
 
     def resolved(self) -> DataConfig:
@@ -81,50 +78,52 @@ class DataConfig:
 class Recipe:
     """The one short training recipe every trial of an experiment shares.
 
-    Defaults suit small models trained from scratch for a few epochs: AdamW with warmup and
-    cosine decay, light augmentation, mild dropout and no stochastic depth (too few steps for
-    it to pay off), BatchNorm momentum 0.1 so running statistics catch up within a few hundred
-    steps (the TF default 0.01 lags behind the weights in a run this short).
+    Its fields are :class:`~effnet.train.FinetuneConfig`'s, with defaults for small models
+    trained from scratch for a few epochs: AdamW with warmup and cosine decay, light
+    augmentation, mild dropout and no stochastic depth (too few steps for it to pay off),
+    BatchNorm momentum 0.1 so running statistics catch up within a few hundred steps (the TF
+    default 0.01 lags behind the weights in a run this short).
     """
 
-    epochs: int = 5
-    batch_size: int = 32
-    eval_batch_size: int = 128
-    optimizer: str = "adamw"
-    lr: float = 2e-3
-    weight_decay: float = 0.05
-    warmup_epochs: float = 1.0
-    label_smoothing: float = 0.1
-    augment: str = "light"  # flip | none | light | medium | heavy (effnet.data presets)
-    vflip: bool = False  # also flip vertically (top/bottom-symmetric data such as solar cells)
-    dropout: float = 0.1
-    drop_path: float = 0.0
-    bn_momentum: float = 0.1
-    crop_pct: float = 1.0  # eval: resize to the input size, no center crop
-    latency_runs: int = 20  # timed batch-1 forward passes after training (0 = skip)
+    epochs: int = setting(5, "epochs per trial")
+    batch_size: int = setting(32, "training batch size")
+    eval_batch_size: int = setting(128, "evaluation batch size")
+    optimizer: str = setting("adamw", " | ".join(OPTIMIZERS))
+    lr: float = setting(2e-3, "peak learning rate")
+    momentum: float = setting(0.9, "sgd / rmsprop momentum")
+    weight_decay: float = setting(0.05, "weight decay on conv/linear weights")
+    schedule: str = setting("cosine", "cosine | step | constant, after the warmup")
+    step_epochs: float = setting(2.4, "step schedule: decay interval in epochs")
+    step_gamma: float = setting(0.97, "step schedule: decay factor")
+    warmup_epochs: float = setting(1.0, "linear warmup, in epochs")
+    min_lr: float = setting(0.0, "the learning rate cosine decay ends at")
+    label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy")
+    augment: str = setting("light", "flip (no crops) | none | light | medium | heavy")
+    vflip: bool = setting(False, "also flip vertically (top/bottom-symmetric data)")
+    drop_rate: float = setting(0.1, "dropout before the classifier, the same for every model")
+    drop_path_rate: float = setting(0.0, "stochastic-depth rate, the same for every model")
+    bn_momentum: float = setting(0.1, "BatchNorm momentum (0.1 suits short runs)")
+    crop_pct: float = setting(1.0, "eval crop fraction (1.0 = resize to the input size)")
+    latency_runs: int = setting(20, "timed batch-1 forward passes per trial (0 = skip)")
 
     def __post_init__(self) -> None:
-        if self.epochs < 1 or self.batch_size < 2 or self.eval_batch_size < 1:
-            raise ValueError(
-                f"need epochs >= 1, batch_size >= 2 (BatchNorm) and eval_batch_size >= 1, got "
-                f"{self.epochs}, {self.batch_size}, {self.eval_batch_size}"
-            )
-        if self.lr <= 0 or self.weight_decay < 0 or self.warmup_epochs < 0:
-            raise ValueError(
-                f"need lr > 0, weight_decay >= 0, warmup_epochs >= 0, got {self.lr}, "
-                f"{self.weight_decay}, {self.warmup_epochs}"
-            )
-        if self.latency_runs < 0:
-            raise ValueError(f"latency_runs must be >= 0, got {self.latency_runs}")
-        if self.optimizer not in _OPTIMIZERS:
-            raise ValueError(
-                f"unknown optimizer {self.optimizer!r}; expected one of {', '.join(_OPTIMIZERS)}"
-            )
-        if self.augment not in AUGMENTS:
-            raise ValueError(
-                f"unknown augmentation preset {self.augment!r}; expected one of "
-                f"{', '.join(AUGMENTS)}"
-            )
+        checks = [
+            (
+                self.epochs >= 1 and self.batch_size >= 2 and self.eval_batch_size >= 1,
+                "need epochs >= 1, batch_size >= 2 (BatchNorm) and eval_batch_size >= 1",
+            ),
+            (
+                self.lr > 0 and self.weight_decay >= 0 and self.warmup_epochs >= 0,
+                "need lr > 0, weight_decay >= 0 and warmup_epochs >= 0",
+            ),
+            (self.latency_runs >= 0, "latency_runs must be >= 0"),
+            (self.optimizer in OPTIMIZERS, f"optimizer must be one of {', '.join(OPTIMIZERS)}"),
+            (self.schedule in SCHEDULES, f"schedule must be one of {', '.join(SCHEDULES)}"),
+            (self.augment in PRESETS, f"augment must be one of {', '.join(PRESETS)}"),
+        ]
+        for ok, message in checks:
+            if not ok:
+                raise ConfigError(f"{message}; got {self}")
 
 
 def _subsample(part: LabelledSet | None, fraction: float, seed: int) -> LabelledSet | None:
@@ -134,14 +133,15 @@ def _subsample(part: LabelledSet | None, fraction: float, seed: int) -> Labelled
     drop = 1.0 - fraction
     kept = stratified_split(part, SplitFractions(val=drop, test=0.0), seed=seed)["train"]
     if len(kept) == 0:
-        raise ValueError(
+        raise BadDataError(
             f"subsample {fraction} keeps no images of a split of {len(part)}; raise --subsample"
         )
     return kept
 
 
 def load_lab_data(config: DataConfig) -> SourceSplits:
-    """The source split as ``config`` says, subsampled; identical in every trial."""
+    """The source split as ``config`` says, subsampled; identical in every trial. Its record
+    lists the files each split kept (the experiment's ``data.json``)."""
     splits = load_source(
         config.source,
         label_mode=config.label_mode,
@@ -149,53 +149,19 @@ def load_lab_data(config: DataConfig) -> SourceSplits:
         seed=config.split_seed,
     )
     if splits.val is None:
-        raise ValueError(
+        raise ConfigError(
             f"{config.source}: the lab ranks models on a validation split and found none; use a "
             f"split with a val part such as '70/15/15' (got {config.split!r})"
         )
-    if config.subsample < 1.0:
-        splits = dataclasses.replace(
-            splits,
-            train=_subsample(splits.train, config.subsample, config.split_seed),
-            val=_subsample(splits.val, config.subsample, config.split_seed),
-            test=_subsample(splits.test, config.subsample, config.split_seed),
-        )
-    return splits
-
-
-class _SmallImages:
-    """Decode each file once per trial and keep it at most ``side`` pixels on its short side.
-
-    Trials train at 32-200 px; keeping 300 px originals would cost ~10x the memory per worker
-    (and a pool runs several) and make every random crop resample a needlessly big picture.
-    Twice the training size leaves a 35% random crop (the ``light`` preset) near full detail.
-    """
-
-    def __init__(self, side: int) -> None:
-        self.side = side
-        self._memo: dict[str, Image.Image] = {}
-
-    def __call__(self, path: str | os.PathLike[str]) -> Image.Image:
-        key = os.fspath(path)
-        image = self._memo.get(key)
-        if image is None:
-            image = load_image(Path(key))
-            short = min(image.size)
-            if short > self.side:
-                w, h = image.size
-                size = (round(w * self.side / short), round(h * self.side / short))
-                image = image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
-            self._memo[key] = image
-        return image.copy()  # transforms must not edit the cached picture
-
-
-def _train_transform(pre: PreprocessConfig, recipe: Recipe, eval_tf: v2.Compose) -> v2.Compose:
-    if recipe.augment != "flip":
-        return train_transform(pre, recipe.augment, vflip=recipe.vflip)
-    flips: list[v2.Transform] = [v2.RandomHorizontalFlip()]
-    if recipe.vflip:
-        flips.append(v2.RandomVerticalFlip())
-    return v2.Compose([*flips, *eval_tf.transforms])
+    if config.subsample >= 1.0:
+        return splits
+    parts = {
+        name: _subsample(getattr(splits, name), config.subsample, config.split_seed)
+        for name in ("train", "val", "test")
+    }
+    kept = split_record(parts, mode=splits.record["mode"], source=splits.source)["splits"]
+    record = {**splits.record, "splits": kept, "subsample": config.subsample}
+    return dataclasses.replace(splits, **parts, record=record)
 
 
 def _latency_ms(model: torch.nn.Module, resolution: int, runs: int) -> float | None:
@@ -215,127 +181,129 @@ def _latency_ms(model: torch.nn.Module, resolution: int, runs: int) -> float | N
     return statistics.median(times) * 1e3
 
 
+def _train(
+    model: EfficientNet,
+    recipe: Recipe,
+    data: SourceSplits,
+    pre: PreprocessConfig,
+    images: ImageCache,
+    seed: int,
+) -> list[dict[str, Any]]:
+    """Train ``model`` under ``recipe`` with the library's loop; the per-epoch history."""
+    ctx = DistContext()
+    transform = train_transform(pre, recipe.augment, vflip=recipe.vflip)
+
+    def loader(epoch: int) -> Any:  # workers=0: a trial is already one of several workers
+        seed_e = epoch_seed(seed, "lab", epoch)
+        return train_loader(
+            data.train,
+            transform,
+            ctx,
+            batch_size=recipe.batch_size,
+            seed=seed_e,
+            workers=0,
+            images=images,
+        )
+
+    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        return F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
+
+    optimizer = build_optimizer(
+        model.named_parameters(), recipe.optimizer, recipe.lr, recipe.weight_decay, recipe.momentum
+    )
+    scheduler = build_scheduler(optimizer, recipe, optimizer_steps(loader(0)))
+    setup = TrainSetup(model, optimizer, ctx, scheduler=scheduler)
+    stats = fit(
+        setup, range(recipe.epochs), lambda e: Epoch(loader(e), loss_fn, epoch_seed(seed, "lab", e))
+    )
+    return [
+        {
+            "epoch": epoch + 1,
+            "train_loss": round(s.loss, 5),
+            "train_acc": round(s.acc, 5),
+            "images_per_s": round(s.images_per_s, 1),
+        }
+        for epoch, s in enumerate(stats)
+    ]
+
+
+def _score(
+    model: EfficientNet,
+    part: LabelledSet | None,
+    pre: PreprocessConfig,
+    images: ImageCache,
+    batch_size: int,
+) -> tuple[float | None, float | None]:
+    if part is None or len(part) == 0:
+        return None, None
+    tf = eval_transform(pre)
+    loader = eval_loader(part, tf, DistContext(), batch_size=batch_size, workers=0, images=images)
+    result = evaluate(model, loader, DistContext())
+    return round(result.acc, 5), round(result.loss, 5)
+
+
 def run_trial(config: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     """Train and evaluate the model ``config["spec"]`` describes; return the measured result.
 
     ``config`` holds ``id``, ``spec`` (:func:`effnet.specs.spec_to_dict`), ``data``
     (:class:`DataConfig` fields), ``recipe`` (:class:`Recipe` fields) and ``seed``; any other
-    keys (strategy, target, coefficients) are copied into the result. ``threads`` > 0 sets
-    torch's intra-op threads (a pool gives each worker its share of the cores).
+    keys (strategy, target, coefficients) are copied into the result. ``threads`` > 0 runs the
+    trial with that many torch intra-op threads (a pool gives each worker its share of the
+    cores); the caller's setting is restored afterwards.
     """
     wall = time.perf_counter()
-    if threads > 0:
-        torch.set_num_threads(threads)
-    spec = spec_from_dict(config["spec"])
-    recipe = Recipe(**config["recipe"])
-    data = load_lab_data(DataConfig(**config["data"]))
-    seed = int(config["seed"])
-    # The recipe, not the spec, owns regularisation: every model of an experiment gets the same.
-    spec = spec.replace(dropout=recipe.dropout, bn_momentum=recipe.bn_momentum)
-    resolution = spec.resolution
-
-    torch.manual_seed(seed)  # initialisation and (loader workers = 0) augmentation
-    model = EfficientNet(spec, num_classes=data.num_classes, drop_path_rate=recipe.drop_path)
-    cost = profile(model, resolution)
-
-    pre = PreprocessConfig(input_size=resolution, crop_pct=recipe.crop_pct)
-    images = _SmallImages(2 * resolution)
-    ctx = DistContext()
-    eval_tf = eval_transform(pre)
-    train_tf = _train_transform(pre, recipe, eval_tf)
-    # drop_last: a last batch of one image would break BatchNorm in train mode
-    drop_last = len(data.train) > recipe.batch_size
-    steps_per_epoch = (
-        len(data.train) // recipe.batch_size
-        if drop_last
-        else math.ceil(len(data.train) / recipe.batch_size)
-    )
-    optimizer = build_optimizer(
-        model.named_parameters(), recipe.optimizer, recipe.lr, recipe.weight_decay
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(
-        optimizer,
-        lr_lambda(recipe.epochs * steps_per_epoch, round(recipe.warmup_epochs * steps_per_epoch)),
-    )
-
-    def loss_fn(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
-        return F.cross_entropy(logits, targets, label_smoothing=recipe.label_smoothing)
-
-    history = []
-    train_start = time.perf_counter()
-    for epoch in range(recipe.epochs):
-        loader = make_loader(
-            data.train,
-            train_tf,
-            ctx,
-            batch_size=recipe.batch_size,
-            train=True,
-            seed=epoch_seed(seed, "lab", epoch),
-            workers=0,  # a trial is already one of several parallel workers
-            loader=images,
-            drop_last=drop_last,
+    with torch_threads(threads):
+        recipe = Recipe(**config["recipe"])
+        data = load_lab_data(DataConfig(**config["data"]))
+        seed = int(config["seed"])
+        # The recipe, not the spec, owns regularisation: every model of an experiment gets the same.
+        spec = spec_from_dict(config["spec"]).replace(
+            dropout=recipe.drop_rate, bn_momentum=recipe.bn_momentum
         )
-        stats = train_one_epoch(
-            model, loader, optimizer, loss_fn, ctx, scheduler=scheduler, progress=False
+        torch.manual_seed(seed)  # initialisation
+        model = EfficientNet(
+            spec, num_classes=data.num_classes, drop_path_rate=recipe.drop_path_rate
         )
-        history.append(
-            {
-                "epoch": epoch + 1,
-                "train_loss": round(stats.loss, 5),
-                "train_acc": round(stats.acc, 5),
-                "images_per_s": round(stats.images_per_s, 1),
-            }
-        )
-    train_s = time.perf_counter() - train_start
-
-    def score(part: LabelledSet | None) -> tuple[float | None, float | None]:
-        if part is None or len(part) == 0:
-            return None, None
-        loader = make_loader(
-            part,
-            eval_tf,
-            ctx,
-            batch_size=recipe.eval_batch_size,
-            train=False,
-            workers=0,
-            loader=images,
-        )
-        result = evaluate(model, loader, ctx)
-        return round(result.acc, 5), round(result.loss, 5)
-
-    val_acc, val_loss = score(data.val)
-    test_acc, test_loss = score(data.test)
-    latency = _latency_ms(model, resolution, recipe.latency_runs)
-    result = {k: v for k, v in config.items() if k not in ("spec", "data", "recipe")}
-    result.update(
-        status="ok",
-        model=spec.name,
-        resolution=resolution,
-        params=cost.params,
-        macs=cost.macs,
-        gmacs=round(cost.gmacs, 6),
-        num_classes=data.num_classes,
-        train_images=len(data.train),
-        val_images=len(data.val) if data.val is not None else 0,
-        test_images=len(data.test) if data.test is not None else 0,
-        val_acc=val_acc,
-        val_loss=val_loss,
-        test_acc=test_acc,
-        test_loss=test_loss,
-        train_acc=history[-1]["train_acc"],
-        train_loss=history[-1]["train_loss"],
-        latency_ms=None if latency is None else round(latency, 3),
-        train_s=round(train_s, 2),
-        wall_s=round(time.perf_counter() - wall, 2),
-        threads=torch.get_num_threads(),
-        host=platform.node(),
-        torch=torch.__version__,
-        history=history,
-        spec=config["spec"],
-        data=config["data"],
-        recipe=config["recipe"],
-    )
-    return result
+        cost = profile(model, spec.resolution)
+        pre = PreprocessConfig(input_size=spec.resolution, crop_pct=recipe.crop_pct)
+        # decoded once, kept at most twice the training size: 32-200 px models, 300 px images
+        images = ImageCache(max_side=2 * spec.resolution)
+        train_start = time.perf_counter()
+        history = _train(model, recipe, data, pre, images, seed)
+        train_s = time.perf_counter() - train_start
+        val_acc, val_loss = _score(model, data.val, pre, images, recipe.eval_batch_size)
+        test_acc, test_loss = _score(model, data.test, pre, images, recipe.eval_batch_size)
+        latency = _latency_ms(model, spec.resolution, recipe.latency_runs)
+        used_threads = torch.get_num_threads()
+    return {
+        **{k: v for k, v in config.items() if k not in ("spec", "data", "recipe")},
+        "status": "ok",
+        "model": spec.name,
+        "resolution": spec.resolution,
+        "params": cost.params,
+        "macs": cost.macs,
+        "gmacs": round(cost.gmacs, 6),
+        "num_classes": data.num_classes,
+        "train_images": len(data.train),
+        "val_images": len(data.val) if data.val is not None else 0,
+        "test_images": len(data.test) if data.test is not None else 0,
+        "val_acc": val_acc,
+        "val_loss": val_loss,
+        "test_acc": test_acc,
+        "test_loss": test_loss,
+        "train_acc": history[-1]["train_acc"],
+        "train_loss": history[-1]["train_loss"],
+        "latency_ms": None if latency is None else round(latency, 3),
+        "train_s": round(train_s, 2),
+        "wall_s": round(time.perf_counter() - wall, 2),
+        "threads": used_threads,
+        "host": platform.node(),
+        "torch": torch.__version__,
+        "history": history,
+        "spec": config["spec"],
+        "data": config["data"],
+        "recipe": config["recipe"],
+    }
 
 
 def failed_result(config: dict[str, Any], exc: BaseException) -> dict[str, Any]:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import copy
+from typing import Any
 
 import torch
 from torch import nn
@@ -37,10 +38,10 @@ class ModelEma:
             else:
                 target.copy_(value)
 
-    def state_dict(self) -> dict[str, object]:
+    def state_dict(self) -> dict[str, Any]:
         return {"decay": self.decay, "updates": self.updates, "module": self.module.state_dict()}
 
-    def load_state_dict(self, state: dict[str, object]) -> None:
-        self.decay = float(state["decay"])  # type: ignore[arg-type]
-        self.updates = int(state["updates"])  # type: ignore[arg-type]
-        self.module.load_state_dict(state["module"])  # type: ignore[arg-type]
+    def load_state_dict(self, state: dict[str, Any]) -> None:
+        self.decay = float(state["decay"])
+        self.updates = int(state["updates"])
+        self.module.load_state_dict(state["module"])

@@ -1,9 +1,14 @@
 """DataLoaders for a run: seeded per epoch (so a resumed run replays the same batches), sharded
-under ``torchrun``, optionally class-balanced, with decoded images kept in memory."""
+under ``torchrun``, optionally class-balanced, with decoded images kept in memory.
+
+A training loader decides alone whether its last, partial batch is dropped, so the number of
+optimizer steps an epoch takes is ``len(loader)`` (:func:`optimizer_steps`) wherever it is asked.
+"""
 
 from __future__ import annotations
 
 import contextlib
+import math
 import os
 from collections.abc import Iterator
 from pathlib import Path
@@ -14,9 +19,18 @@ from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
 from effnet.data import ImageDataset, LabelledSet, balanced_sampler, load_image
+from effnet.host import usable_cores
 from effnet.train.distributed import DistContext
 
-__all__ = ["CachedImages", "ShardSampler", "epoch_seed", "make_loader", "num_workers"]
+__all__ = [
+    "ImageCache",
+    "ShardSampler",
+    "epoch_seed",
+    "eval_loader",
+    "num_workers",
+    "optimizer_steps",
+    "train_loader",
+]
 
 
 def epoch_seed(seed: int, phase: str, epoch: int) -> int:
@@ -28,19 +42,28 @@ def num_workers(requested: int) -> int:
     """-1 = automatic: one loader process on small machines (the rest of the cores compute)."""
     if requested >= 0:
         return requested
-    cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    return 1 if (cores or 1) <= 4 else min(8, (cores or 1) // 2)
+    cores = usable_cores()
+    return 1 if cores <= 4 else min(8, cores // 2)
 
 
-class CachedImages:
+def optimizer_steps(loader: DataLoader, accum_steps: int = 1) -> int:
+    """Optimizer steps one epoch over ``loader`` takes (the last step may accumulate fewer)."""
+    return max(1, math.ceil(len(loader) / accum_steps))
+
+
+class ImageCache:
     """``load_image`` with a per-process memo: decode each file once, reuse it every epoch.
 
     Decoding a 300x300 PNG costs as much as augmenting it; on a 2-core machine that time comes
     straight out of the training step. Images are kept as PIL objects (8-bit), ~0.27 MB each at
-    300x300 RGB.
+    300x300 RGB. ``max_side`` shrinks a picture whose short side is longer once, when it is
+    decoded: trials of the scaling lab train at 32-200 px, where keeping the originals would
+    cost ~10x the memory per worker and make every random crop resample a needlessly big
+    picture (twice the training size leaves a 35% crop near full detail).
     """
 
-    def __init__(self) -> None:
+    def __init__(self, max_side: int | None = None) -> None:
+        self.max_side = max_side
         self._memo: dict[str, Image.Image] = {}
 
     def prefill(self, paths: list[Path], progress: bool = False) -> None:
@@ -60,9 +83,17 @@ class CachedImages:
         key = os.fspath(path)
         image = self._memo.get(key)
         if image is None:
-            image = load_image(Path(key))
+            image = self._shrink(load_image(Path(key)))
             self._memo[key] = image
         return image.copy()  # transforms must not edit the cached picture
+
+    def _shrink(self, image: Image.Image) -> Image.Image:
+        short = min(image.size)
+        if self.max_side is None or short <= self.max_side:
+            return image
+        w, h = image.size
+        size = (round(w * self.max_side / short), round(h * self.max_side / short))
+        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 class ShardSampler(Sampler[int]):
@@ -101,27 +132,63 @@ class _EpochSampler(Sampler[int]):
         return self.per_rank
 
 
-def make_loader(
+def _drops_last(per_rank: int, batch_size: int) -> bool:
+    """Drop the partial last batch once an epoch has two full ones (a small last batch gives
+    noisy BatchNorm statistics and a noisy step), and always when it would hold one image
+    (BatchNorm in train mode cannot normalise a 1x1 map of one image)."""
+    return per_rank > 2 * batch_size or per_rank % batch_size == 1
+
+
+def train_loader(
     data: LabelledSet,
     transform: Any,
     ctx: DistContext,
     *,
     batch_size: int,
-    train: bool,
-    seed: int = 0,
+    seed: int,
     workers: int = -1,
     balance: bool = False,
-    loader: Any = None,
-    drop_last: bool = False,
+    images: Any = None,
+    whole_epoch: bool = False,
 ) -> DataLoader:
-    """A loader over ``data``. Train loaders shuffle with ``seed`` (make one per epoch)."""
-    dataset = ImageDataset(data, transform, loader=loader or load_image)
-    sampler: Sampler[int] = (
-        _EpochSampler(data, seed, ctx, balance) if train else ShardSampler(len(data), ctx)
-    )
+    """A shuffled loader for one epoch (make one per epoch with that epoch's ``seed``).
+
+    ``whole_epoch`` keeps the partial last batch (every image counts, e.g. BatchNorm
+    recalibration); otherwise the loader drops it by one rule for every caller.
+    """
+    sampler = _EpochSampler(data, seed, ctx, balance)
+    drop_last = not whole_epoch and _drops_last(len(sampler), batch_size)
+    return _loader(data, transform, sampler, ctx, batch_size, seed, workers, images, drop_last)
+
+
+def eval_loader(
+    data: LabelledSet,
+    transform: Any,
+    ctx: DistContext,
+    *,
+    batch_size: int,
+    workers: int = -1,
+    images: Any = None,
+) -> DataLoader:
+    """Every sample exactly once, in dataset order (strided across ranks under torchrun)."""
+    sampler = ShardSampler(len(data), ctx)
+    return _loader(data, transform, sampler, ctx, batch_size, 0, workers, images, False)
+
+
+def _loader(
+    data: LabelledSet,
+    transform: Any,
+    sampler: Sampler[int],
+    ctx: DistContext,
+    batch_size: int,
+    seed: int,
+    workers: int,
+    images: Any,
+    drop_last: bool,
+) -> DataLoader:
     n_workers = num_workers(workers)
     return DataLoader(
-        dataset,
+        ImageDataset(data, transform, loader=images or load_image),
         batch_size=batch_size,
         sampler=sampler,
         num_workers=n_workers,

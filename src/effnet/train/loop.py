@@ -1,7 +1,9 @@
-"""The training loop as plain functions: one epoch of training, one pass of evaluation.
+"""The training loop as plain functions: :func:`fit` runs epochs, :func:`train_one_epoch` one
+pass over a loader, :func:`evaluate` one pass of evaluation.
 
-Both work on a single process or under ``torchrun`` (a :class:`DistContext`); both read top to
-bottom: move the batch, forward under autocast, loss, backward, step.
+Fine-tuning (both phases), training from scratch and every trial of the scaling lab train through
+:func:`fit`. They all work on a single process or under ``torchrun`` (a :class:`DistContext`), and
+all read top to bottom: move the batch, forward under autocast, loss, backward, step.
 """
 
 from __future__ import annotations
@@ -10,6 +12,7 @@ import contextlib
 import time
 from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
+from typing import Any
 
 import torch
 import torch.nn.functional as F
@@ -19,7 +22,21 @@ from tqdm.auto import tqdm
 from effnet.train.distributed import DistContext
 from effnet.train.ema import ModelEma
 
-__all__ = ["EpochStats", "EvalResult", "autocast", "evaluate", "resolve_amp", "train_one_epoch"]
+__all__ = [
+    "Epoch",
+    "EpochStats",
+    "EvalResult",
+    "TrainSetup",
+    "autocast",
+    "evaluate",
+    "extract_features",
+    "fit",
+    "resolve_amp",
+    "train_one_epoch",
+]
+
+LossFn = Callable[[torch.Tensor, torch.Tensor], torch.Tensor]
+Batches = Iterable[tuple[torch.Tensor, torch.Tensor]]
 
 
 @dataclass
@@ -47,13 +64,74 @@ class EvalResult:
         return self.logits.argmax(1)
 
 
+@dataclass
+class TrainSetup:
+    """What trains and how a step is taken; the same for every epoch of a phase."""
+
+    model: nn.Module
+    """What forward and backward run on (the DDP wrapper under ``torchrun``)."""
+    optimizer: torch.optim.Optimizer
+    ctx: DistContext
+    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None
+    """Stepped after every optimizer step."""
+    scaler: torch.amp.GradScaler | None = None
+    ema: ModelEma | None = None
+    ema_source: nn.Module | None = None
+    """The unwrapped model the EMA follows (default: ``model``)."""
+    amp_dtype: torch.dtype | None = None
+    accum_steps: int = 1
+    grad_clip: float = 0.0
+    channels_last: bool = False
+    progress: bool = False
+    frozen_backbone: bool = False
+    """Everything but the head's dropout in eval mode: BatchNorm statistics frozen, no
+    stochastic depth, so the backbone is a fixed feature extractor (phase 1 of fine-tuning)."""
+    frozen_modules: tuple[nn.Module, ...] = ()
+    """Kept in eval mode while the rest trains (early stages phase 2 may leave frozen)."""
+    on_step: Callable[[], None] | None = None
+    """Called after every optimizer step (progress hooks, tests)."""
+
+
+@dataclass
+class Epoch:
+    """What one epoch trains on, decided before it starts (a progressive schedule changes it)."""
+
+    loader: Batches
+    loss_fn: LossFn
+    seed: int
+    """torch's global seed for the epoch: dropout, stochastic depth, in-process augmentation."""
+    mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None
+    desc: str = "train"
+
+
+def fit(
+    setup: TrainSetup,
+    epochs: Iterable[int],
+    plan: Callable[[int], Epoch],
+    end_epoch: Callable[[int, EpochStats], bool] | None = None,
+) -> list[EpochStats]:
+    """Train for ``epochs``: each one as ``plan(epoch)`` describes, reseeded, then handed to
+    ``end_epoch`` (validate, log, checkpoint), which returns True to stop early."""
+    history = []
+    for epoch in epochs:
+        this = plan(epoch)
+        torch.manual_seed(this.seed)
+        stats = train_one_epoch(setup, this.loader, this.loss_fn, mix=this.mix, desc=this.desc)
+        history.append(stats)
+        if end_epoch is not None and end_epoch(epoch, stats):
+            break
+    return history
+
+
 def resolve_amp(amp: str, device: torch.device) -> torch.dtype | None:
     """The autocast dtype for ``amp`` on ``device`` (None = full fp32)."""
+    from effnet.errors import ConfigError
+
     if amp == "none":
         return None
     if amp == "fp16":
         if device.type != "cuda":
-            raise ValueError("fp16 autocast needs a CUDA device; use --amp bf16 on CPU")
+            raise ConfigError("fp16 autocast needs a CUDA device; use --amp bf16 on CPU")
         return torch.float16
     if amp == "bf16":
         return torch.bfloat16
@@ -70,15 +148,15 @@ def autocast(device: torch.device, dtype: torch.dtype | None) -> contextlib.Abst
     return torch.autocast(device_type=device.type, dtype=dtype)
 
 
-def _prepare(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
+def _to_device(x: torch.Tensor, device: torch.device, channels_last: bool) -> torch.Tensor:
     x = x.to(device, non_blocking=True)
     return x.contiguous(memory_format=torch.channels_last) if channels_last else x
 
 
-def _bar(iterable: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
+def _bar(loader: Iterable[Any], desc: str, enabled: bool) -> tqdm:
     return tqdm(
-        iterable,
-        total=total,
+        loader,
+        total=len(loader) if hasattr(loader, "__len__") else None,
         desc=desc,
         unit="batch",
         leave=False,
@@ -87,90 +165,81 @@ def _bar(iterable: Iterable, total: int, desc: str, enabled: bool) -> tqdm:
     )
 
 
+def _train_mode(setup: TrainSetup) -> None:
+    model = setup.model
+    if setup.frozen_backbone:
+        model.eval()
+        getattr(getattr(model, "module", model), "dropout", nn.Identity()).train()
+        return
+    model.train()
+    for module in setup.frozen_modules:
+        module.eval()
+
+
+def _step(setup: TrainSetup) -> None:
+    """Clip, step (through the grad scaler under fp16), zero, then the schedule and the EMA."""
+    optimizer, scaler = setup.optimizer, setup.scaler
+    if setup.grad_clip > 0:
+        if scaler is not None:
+            scaler.unscale_(optimizer)
+        nn.utils.clip_grad_norm_(setup.model.parameters(), setup.grad_clip)
+    if scaler is not None:
+        scaler.step(optimizer)
+        scaler.update()
+    else:
+        optimizer.step()
+    optimizer.zero_grad(set_to_none=True)
+    if setup.scheduler is not None:
+        setup.scheduler.step()
+    if setup.ema is not None:
+        setup.ema.update(setup.ema_source or setup.model)
+    if setup.on_step is not None:
+        setup.on_step()
+
+
 def train_one_epoch(
-    model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
-    optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
-    ctx: DistContext,
+    setup: TrainSetup,
+    loader: Batches,
+    loss_fn: LossFn,
     *,
-    scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-    scaler: torch.amp.GradScaler | None = None,
-    amp_dtype: torch.dtype | None = None,
-    ema: ModelEma | None = None,
-    ema_model: nn.Module | None = None,
     mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None = None,
-    accum_steps: int = 1,
-    grad_clip: float = 0.0,
-    channels_last: bool = False,
-    progress: bool = True,
     desc: str = "train",
-    on_step: Callable[[], None] | None = None,
-    frozen_backbone: bool = False,
-    frozen_modules: tuple[nn.Module, ...] = (),
 ) -> EpochStats:
     """One pass over ``loader``; returns loss and accuracy averaged over all ranks.
 
-    ``frozen_backbone`` keeps everything but the head's dropout in eval mode: BatchNorm
-    statistics stay frozen and stochastic depth is off, so the backbone is a fixed feature
-    extractor (phase 1 of fine-tuning). ``frozen_modules`` stay in eval mode while the rest
-    trains (the early stages that phase 2 may leave frozen).
+    With ``accum_steps`` > 1 the gradients of that many batches are summed before a step (DDP
+    synchronises only on the last of them).
     """
-    if frozen_backbone:
-        model.eval()
-        getattr(getattr(model, "module", model), "dropout", nn.Identity()).train()
-    else:
-        model.train()
-        for module in frozen_modules:
-            module.eval()
-    device = ctx.device
-    total = len(loader)  # type: ignore[arg-type]
+    _train_mode(setup)
+    model, ctx = setup.model, setup.ctx
+    total = len(loader) if hasattr(loader, "__len__") else 0
     sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
     start = time.perf_counter()
-    optimizer.zero_grad(set_to_none=True)
-    bar = _bar(loader, total, desc, progress and ctx.is_main)
+    setup.optimizer.zero_grad(set_to_none=True)
+    bar = _bar(loader, desc, setup.progress and ctx.is_main)
     for i, (images, labels) in enumerate(bar):
-        images = _prepare(images, device, channels_last)
-        labels = labels.to(device, non_blocking=True)
+        images = _to_device(images, ctx.device, setup.channels_last)
+        labels = labels.to(ctx.device, non_blocking=True)
         targets = labels
         if mix is not None:
             images, targets = mix(images, labels)  # soft targets
-        last_micro = (i + 1) % accum_steps == 0 or i + 1 == total
-        sync = (
-            contextlib.nullcontext()
-            if last_micro or not hasattr(model, "no_sync")
-            else (model.no_sync())
-        )
-        with sync:
-            with autocast(device, amp_dtype):
+        last_micro = (i + 1) % setup.accum_steps == 0 or i + 1 == total
+        no_sync = not last_micro and hasattr(model, "no_sync")
+        with model.no_sync() if no_sync else contextlib.nullcontext():
+            with autocast(ctx.device, setup.amp_dtype):
                 logits = model(images)
                 loss = loss_fn(logits.float(), targets)
-            scaled = loss / accum_steps
-            (scaler.scale(scaled) if scaler else scaled).backward()
+            scaled = loss / setup.accum_steps
+            (setup.scaler.scale(scaled) if setup.scaler else scaled).backward()
         if last_micro:
-            if grad_clip > 0:
-                if scaler:
-                    scaler.unscale_(optimizer)
-                nn.utils.clip_grad_norm_(model.parameters(), grad_clip)
-            if scaler:
-                scaler.step(optimizer)
-                scaler.update()
-            else:
-                optimizer.step()
-            optimizer.zero_grad(set_to_none=True)
-            if scheduler is not None:
-                scheduler.step()
-            if ema is not None:
-                ema.update(ema_model if ema_model is not None else model)
-            if on_step is not None:
-                on_step()
-        n = labels.shape[0]
+            _step(setup)
         with torch.no_grad():
             hard = targets.argmax(1) if targets.ndim == 2 else targets
+            n = labels.shape[0]
             sums += torch.tensor(
                 [loss.item() * n, (logits.argmax(1) == hard).sum().item(), n], dtype=torch.float64
             )
-        if ctx.is_main and progress:
+        if ctx.is_main and setup.progress:
             seconds = time.perf_counter() - start
             bar.set_postfix(
                 loss=f"{sums[0] / sums[2]:.4f}",
@@ -195,7 +264,7 @@ def _flips(x: torch.Tensor, vertical: bool) -> Iterator[torch.Tensor]:
 @torch.no_grad()
 def evaluate(
     model: nn.Module,
-    loader: Iterable[tuple[torch.Tensor, torch.Tensor]],
+    loader: Batches,
     ctx: DistContext,
     *,
     amp_dtype: torch.dtype | None = None,
@@ -211,13 +280,11 @@ def evaluate(
     the vertical and the double flip).
     """
     model.eval()
-    device = ctx.device
     start = time.perf_counter()
     all_logits, all_targets = [], []
-    total = len(loader)  # type: ignore[arg-type]
-    for images, labels in _bar(loader, total, desc, progress and ctx.is_main):
-        images = _prepare(images, device, channels_last)
-        with autocast(device, amp_dtype):
+    for images, labels in _bar(loader, desc, progress and ctx.is_main):
+        images = _to_device(images, ctx.device, channels_last)
+        with autocast(ctx.device, amp_dtype):
             if tta:
                 probs = torch.stack(
                     [model(v).float().softmax(1) for v in _flips(images, tta_vflip)]
@@ -234,6 +301,33 @@ def evaluate(
     loss = F.cross_entropy(logits, targets).item() if len(targets) else float("nan")
     acc = (logits.argmax(1) == targets).float().mean().item() if len(targets) else float("nan")
     return EvalResult(loss, acc, logits, targets, time.perf_counter() - start)
+
+
+@torch.no_grad()
+def extract_features(
+    model: nn.Module,
+    loader: Batches,
+    ctx: DistContext,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool = True,
+    desc: str = "features",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Pooled pre-logit features (N, C) and labels (N,) in the loader's order.
+
+    With the backbone frozen and no random augmentation an image's features never change:
+    phase 1 of fine-tuning computes them once and trains the head on them.
+    """
+    model.eval()
+    feats, labels = [], []
+    for images, y in _bar(loader, desc, progress and ctx.is_main):
+        images = _to_device(images, ctx.device, channels_last)
+        with autocast(ctx.device, amp_dtype):
+            f = model.forward_head(model.forward_features(images), pre_logits=True)
+        feats.append(f.float().cpu())
+        labels.append(y)
+    return torch.cat(feats), torch.cat(labels)
 
 
 def _gather_variable(

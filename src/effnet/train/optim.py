@@ -1,14 +1,48 @@
-"""Optimizers with the usual parameter groups, and per-step learning-rate schedules."""
+"""Optimizers with the usual parameter groups, and per-step learning-rate schedules.
+
+Fine-tuning, training from scratch and the scaling lab's trials all build theirs here, from a
+config that names its settings the same way (:class:`OptimSettings`).
+"""
 
 from __future__ import annotations
 
 import math
-from collections.abc import Iterable
+from collections.abc import Callable, Iterable
+from typing import Protocol
 
 import torch
 from torch import nn
 
-__all__ = ["build_optimizer", "lr_lambda", "param_groups"]
+from effnet.errors import ConfigError
+
+__all__ = [
+    "OPTIMIZERS",
+    "SCHEDULES",
+    "OptimSettings",
+    "build_optimizer",
+    "build_scheduler",
+    "lr_lambda",
+    "param_groups",
+]
+
+OPTIMIZERS = ("adamw", "sgd", "rmsprop")
+SCHEDULES = ("cosine", "step", "constant")
+
+
+class OptimSettings(Protocol):
+    """The fields of :class:`~effnet.train.FinetuneConfig` and the lab's ``Recipe`` that
+    decide the optimizer and the learning-rate schedule."""
+
+    optimizer: str
+    lr: float
+    momentum: float
+    weight_decay: float
+    schedule: str
+    warmup_epochs: float
+    min_lr: float
+    step_epochs: float
+    step_gamma: float
+    epochs: int
 
 
 def param_groups(
@@ -45,7 +79,22 @@ def build_optimizer(
     if name == "rmsprop":
         # the paper's optimizer: decay 0.9, momentum 0.9, eps 1e-3 in TF terms
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, momentum=momentum, eps=1e-3)
-    raise ValueError(f"unknown optimizer {name!r}; expected adamw, sgd or rmsprop")
+    raise ConfigError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def build_scheduler(
+    optimizer: torch.optim.Optimizer, settings: OptimSettings, steps_per_epoch: int
+) -> torch.optim.lr_scheduler.LambdaLR:
+    """Warmup, then the configured decay, stepped once per optimizer step."""
+    factor = lr_lambda(
+        steps_per_epoch * settings.epochs,
+        round(settings.warmup_epochs * steps_per_epoch),
+        min_ratio=settings.min_lr / settings.lr,
+        schedule=settings.schedule,
+        step_every=round(settings.step_epochs * steps_per_epoch),
+        step_gamma=settings.step_gamma,
+    )
+    return torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
 
 
 def lr_lambda(
@@ -55,10 +104,10 @@ def lr_lambda(
     schedule: str = "cosine",
     step_every: int = 0,
     step_gamma: float = 0.97,
-):  # type: ignore[no-untyped-def]
+) -> Callable[[int], float]:
     """A LambdaLR factor per optimizer step: linear warmup, then cosine (or step) decay."""
-    if schedule not in ("cosine", "step", "constant"):
-        raise ValueError(f"unknown schedule {schedule!r}; expected cosine, step or constant")
+    if schedule not in SCHEDULES:
+        raise ConfigError(f"unknown schedule {schedule!r}; expected one of {', '.join(SCHEDULES)}")
 
     def factor(step: int) -> float:
         if warmup_steps and step < warmup_steps:

@@ -1,42 +1,40 @@
 """The phases of a run: BatchNorm recalibration, the head on a frozen backbone (on cached
-features when possible), and training everything (with an optional progressive schedule)."""
+features when possible), and training everything (with an optional progressive schedule).
+
+Both training phases run the one loop, :func:`effnet.train.loop.fit`, and end every epoch with
+:func:`effnet.train.run.end_epoch` (validate, log, checkpoint). Phase 1 on cached features is the
+one exception: it trains the classifier alone, batch for batch on what the image loader gives.
+"""
 
 from __future__ import annotations
 
 import time
-from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 from torch import nn
 
 from effnet.data import MixupCutmix, is_deterministic, train_transform
+from effnet.errors import ConfigError
 from effnet.layers import DropPath
-from effnet.model import EfficientNet
+from effnet.train.checkpoint import RunState
 from effnet.train.config import FinetuneConfig
 from effnet.train.ema import ModelEma
-from effnet.train.features import extract_features
-from effnet.train.loaders import epoch_seed, make_loader
-from effnet.train.loop import EpochStats, train_one_epoch
-from effnet.train.optim import build_optimizer, lr_lambda
+from effnet.train.loaders import epoch_seed, eval_loader, optimizer_steps, train_loader
+from effnet.train.loop import Epoch, EpochStats, TrainSetup, extract_features, fit
+from effnet.train.optim import build_optimizer, build_scheduler
 from effnet.train.progressive import ProgressiveSchedule
-from effnet.train.run import (
-    Run,
-    end_epoch,
-    freeze_backbone,
-    freeze_early_stages,
-    make_loss,
-    steps_per_epoch,
-    train_loader,
-)
+from effnet.train.run import Run, end_epoch, freeze_backbone, freeze_early_stages, make_loss
 from effnet.train.syncbn import convert_sync_batchnorm
 
-__all__ = ["phase_full", "phase_head", "recalibrate_bn"]
+__all__ = ["EpochKnobs", "epoch_knobs", "phase_full", "phase_head", "recalibrate_bn"]
 
 
 @torch.no_grad()
-def recalibrate_bn(run: Run) -> None:
-    """Re-estimate every BatchNorm's running statistics on the training images (AdaBN).
+def recalibrate_bn(run: Run) -> float:
+    """Re-estimate every BatchNorm's running statistics on the training images (AdaBN); returns
+    the seconds it took.
 
     Pretrained statistics describe ImageNet. The frozen backbone of phase 1 normalises the target
     data with them, but phase 2 trains with batch statistics of the target data: the head learnt
@@ -44,7 +42,7 @@ def recalibrate_bn(run: Run) -> None:
     statistics on the target data first (no weight changes) makes both phases see the same
     features. Deterministic: the eval-style transform and a seeded order.
     """
-    c, model = run.config, run.model
+    c, model, ctx = run.config, run.model, run.ctx
     start = time.perf_counter()
     bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     momenta = [bn.momentum for bn in bns]
@@ -56,129 +54,149 @@ def recalibrate_bn(run: Run) -> None:
         bn.reset_running_stats()
     # A fixed shuffle so batches mix classes, and momentum n_batch / n_seen so every image
     # weighs the same: the running means become the exact dataset means.
-    loader = make_loader(
+    loader = train_loader(
         run.data.train,
         train_transform(model.preprocess, "none"),
-        run.ctx,
+        ctx,
         batch_size=c.eval_batch_size,
-        train=True,
         seed=c.seed,
         workers=c.workers,
-        loader=run.image_loader,
+        images=run.images,
+        whole_epoch=True,
     )
     seen = 0
     for images, _ in loader:
-        images = images.to(run.ctx.device)
+        images = images.to(ctx.device)
         if c.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         seen += images.shape[0]
         for bn in bns:
             bn.momentum = images.shape[0] / seen
         model(images)
-    if run.ctx.enabled:  # every rank saw its own shard: pool the statistics, weighted by images
-        count = run.ctx.all_reduce_sum(
-            torch.tensor([float(seen)], dtype=torch.float64, device=run.ctx.device)
+    if ctx.enabled:  # every rank saw its own shard: pool the statistics, weighted by images
+        count = ctx.all_reduce_sum(
+            torch.tensor([float(seen)], dtype=torch.float64, device=ctx.device)
         )
         for bn in bns:
             for stat in (bn.running_mean, bn.running_var):
                 if stat is not None:
-                    pooled = run.ctx.all_reduce_sum(stat.double() * seen) / count
-                    stat.copy_(pooled.to(stat.dtype))
+                    stat.copy_((ctx.all_reduce_sum(stat.double() * seen) / count).to(stat.dtype))
     for bn, momentum in zip(bns, momenta):
         bn.momentum = momentum
     model.eval()
-    run.timings["bn_recalibrate_seconds"] = round(time.perf_counter() - start, 2)
-    run.log(
-        f"recalibrated {len(bns)} BatchNorm layers on the training images "
-        f"({run.timings['bn_recalibrate_seconds']:.1f}s)"
-    )
+    seconds = round(time.perf_counter() - start, 2)
+    run.log(f"recalibrated {len(bns)} BatchNorm layers on the training images ({seconds:.1f}s)")
+    return seconds
 
 
-def phase_head(run: Run, state: dict[str, Any], start_epoch: int) -> None:
+# ----------------------------------------------------------------------------------------------
+# phase 1: the new head on a frozen backbone
+
+
+def phase_head(run: Run, state: RunState) -> dict[str, float]:
+    """Train the classifier on the frozen backbone; returns its timings."""
     c, model, ctx = run.config, run.model, run.ctx
     freeze_backbone(model, frozen=True)
     optimizer = build_optimizer(model.named_parameters(), "adamw", c.head_lr, 1e-4)
-    if state.get("phase") == "head" and "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
+    state.restore("head", optimizer)
     loss_fn = make_loss(c, run.data, ctx.device, mixing=False)
     cached = c.cache_features and is_deterministic(c.head_augment) and not ctx.enabled
     start = time.perf_counter()
-    features = labels = None
+    epochs = range(state.done("head", c.head_epochs), c.head_epochs)
+
+    def end(epoch: int, stats: EpochStats) -> bool:
+        state.capture("head", epoch, optimizer)
+        row = {"phase": "head", "epoch": epoch + 1, "lr": c.head_lr}
+        end_epoch(run, state, row, stats, model)
+        return False
+
     if cached:
-        # Same transform and order as the uncached path would use, computed once.
-        order_loader = make_loader(
-            run.data.train,
-            train_transform(model.preprocess, "none"),
-            ctx,
-            batch_size=c.eval_batch_size,
-            train=False,
-            workers=c.workers,
-            loader=run.image_loader,
-        )
-        features, labels = extract_features(
+        features, labels = _head_features(run)
+        for epoch in epochs:
+            seed = epoch_seed(c.seed, "head", epoch)
+            torch.manual_seed(seed)
+            end(epoch, _head_epoch_cached(run, optimizer, loss_fn, features, labels, seed))
+    else:
+
+        def plan(epoch: int) -> Epoch:
+            seed = epoch_seed(c.seed, "head", epoch)
+            transform = train_transform(model.preprocess, c.head_augment, vflip=c.vflip)
+            loader = _train_loader(run, transform, seed)
+            return Epoch(loader, loss_fn, seed, desc=f"head {epoch + 1}/{c.head_epochs}")
+
+        setup = TrainSetup(
             model,
-            order_loader,
+            optimizer,
             ctx,
             amp_dtype=run.amp_dtype,
             channels_last=c.channels_last,
             progress=c.progress,
+            frozen_backbone=True,
         )
-        run.log(f"head: cached {len(labels)} feature vectors in {time.perf_counter() - start:.1f}s")
-    for epoch in range(start_epoch, c.head_epochs):
-        seed = epoch_seed(c.seed, "head", epoch)
-        torch.manual_seed(seed)
-        if cached:
-            assert features is not None and labels is not None
-            stats = head_epoch_cached(run, optimizer, loss_fn, features, labels, seed)
-        else:
-            transform = train_transform(model.preprocess, c.head_augment, vflip=c.vflip)
-            stats = train_one_epoch(
-                model,
-                train_loader(run, transform, seed),
-                optimizer,
-                loss_fn,
-                ctx,
-                amp_dtype=run.amp_dtype,
-                channels_last=c.channels_last,
-                progress=c.progress,
-                desc=f"head {epoch + 1}/{c.head_epochs}",
-                frozen_backbone=True,
-            )
-        state.update(phase="head", epoch=epoch + 1, optimizer=optimizer.state_dict())
-        end_epoch(run, "head", epoch, stats, c.head_lr, model, state)
-    run.timings["head_seconds"] = round(time.perf_counter() - start, 2)
-    run.timings["head_cached_features"] = float(cached)
+        fit(setup, epochs, plan, end)
+    return {
+        "head_seconds": round(time.perf_counter() - start, 2),
+        "head_cached_features": float(cached),
+    }
 
 
-def head_epoch_cached(
+def _train_loader(run: Run, transform: Any, seed: int) -> Any:
+    c = run.config
+    return train_loader(
+        run.data.train,
+        transform,
+        run.ctx,
+        batch_size=c.batch_size,
+        seed=seed,
+        workers=c.workers,
+        balance=c.balance == "sampler",
+        images=run.images,
+    )
+
+
+def _head_features(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen backbone's pooled features of every training image, in dataset order: the
+    transform the uncached path would use, computed once."""
+    c, start = run.config, time.perf_counter()
+    loader = eval_loader(
+        run.data.train,
+        train_transform(run.model.preprocess, "none"),
+        run.ctx,
+        batch_size=c.eval_batch_size,
+        workers=c.workers,
+        images=run.images,
+    )
+    features, labels = extract_features(
+        run.model,
+        loader,
+        run.ctx,
+        amp_dtype=run.amp_dtype,
+        channels_last=c.channels_last,
+        progress=c.progress,
+    )
+    run.log(f"head: cached {len(labels)} feature vectors in {time.perf_counter() - start:.1f}s")
+    return features, labels
+
+
+def _head_epoch_cached(
     run: Run,
     optimizer: torch.optim.Optimizer,
-    loss_fn: Callable[[torch.Tensor, torch.Tensor], torch.Tensor],
+    loss_fn: Any,
     features: torch.Tensor,
     labels: torch.Tensor,
     seed: int,
 ) -> EpochStats:
-    """One head epoch over cached features, batch for batch what the image loader would give."""
-    c, model = run.config, run.model
-    sampler = make_loader(
-        run.data.train,
-        None,
-        run.ctx,
-        batch_size=c.batch_size,
-        train=True,
-        seed=seed,
-        balance=c.balance == "sampler",
-        workers=0,
-    ).sampler
-    order = list(sampler)
-    drop_last = len(run.data.train) > 2 * c.batch_size
-    stop = len(order) - len(order) % c.batch_size if drop_last else len(order)
+    """One head epoch over cached features, batch for batch what the image loader would give
+    (its batch sampler: the same order, the same dropped last batch)."""
+    model, device = run.model, run.ctx.device
+    batches = _train_loader(run, None, seed).batch_sampler
+    assert batches is not None
     start = time.perf_counter()
     model.dropout.train()
     total_loss = correct = seen = 0.0
-    for i in range(0, stop, c.batch_size):
-        idx = torch.tensor(order[i : i + c.batch_size])
-        x, y = features[idx].to(run.ctx.device), labels[idx].to(run.ctx.device)
+    for indices in batches:
+        idx = torch.tensor(list(indices))
+        x, y = features[idx].to(device), labels[idx].to(device)
         logits = model.classifier(model.dropout(x))
         loss = loss_fn(logits, y)
         optimizer.zero_grad(set_to_none=True)
@@ -195,7 +213,41 @@ def head_epoch_cached(
 # phase 2: everything
 
 
-def phase_full(run: Run, state: dict[str, Any], start_epoch: int) -> None:
+@dataclass(frozen=True)
+class EpochKnobs:
+    """What a phase-2 epoch trains with: the config's values, or the progressive schedule's."""
+
+    size: int | None
+    """Image size (None: the model's preprocessing size)."""
+    magnitude: int | None
+    mixup: float
+    cutmix: float
+    dropout: float | None
+    """Classifier dropout to set (None: leave the model's)."""
+
+
+def epoch_knobs(c: FinetuneConfig, schedule: ProgressiveSchedule | None, epoch: int) -> EpochKnobs:
+    """Image size, RandAugment magnitude, mixup/cutmix alpha and dropout for ``epoch``."""
+    if schedule is None:
+        return EpochKnobs(None, c.magnitude, c.mixup, c.cutmix, None)
+    v = schedule.at_epoch(epoch, c.epochs)
+    if v.magnitude is not None and c.augment not in ("medium", "heavy"):
+        raise ConfigError(
+            f"the progressive schedule sets RandAugment magnitudes, but augment is "
+            f"{c.augment!r}; use --augment medium or heavy (they include RandAugment)"
+        )
+    return EpochKnobs(
+        size=v.size,
+        magnitude=c.magnitude if v.magnitude is None else v.magnitude,
+        mixup=c.mixup if v.mixup is None else v.mixup,
+        cutmix=c.cutmix if v.cutmix is None else v.cutmix,
+        dropout=v.dropout,
+    )
+
+
+def _full_setup(run: Run, state: RunState) -> TrainSetup:
+    """The model (DDP-wrapped under torchrun), optimizer, schedule, scaler and EMA of phase 2,
+    restored from ``state`` when the run stopped in phase 2."""
     c, model, ctx = run.config, run.model, run.ctx
     freeze_backbone(model, frozen=False)
     frozen = freeze_early_stages(model, c.freeze_stages)
@@ -210,136 +262,84 @@ def phase_full(run: Run, state: dict[str, Any], start_epoch: int) -> None:
     optimizer = build_optimizer(
         model.named_parameters(), c.optimizer, c.lr, c.weight_decay, c.momentum
     )
-    per_epoch = steps_per_epoch(run)
-    total_steps = per_epoch * c.epochs
-    warmup = round(c.warmup_epochs * per_epoch)
-    factor = lr_lambda(
-        total_steps,
-        warmup,
-        min_ratio=c.min_lr / c.lr,
-        schedule=c.schedule,
-        step_every=round(c.step_epochs * per_epoch),
-        step_gamma=c.step_gamma,
-    )
-    scheduler = torch.optim.lr_scheduler.LambdaLR(optimizer, factor)
+    per_epoch = optimizer_steps(_train_loader(run, None, 0), c.accum_steps)
+    scheduler = build_scheduler(optimizer, c, per_epoch)
     scaler = torch.amp.GradScaler("cuda") if run.amp_dtype == torch.float16 else None
     ema = ModelEma(model, c.ema) if c.ema > 0 else None
-    if state.get("phase") == "full" and "optimizer" in state:
-        optimizer.load_state_dict(state["optimizer"])
-        scheduler.load_state_dict(state["scheduler"])
-        if scaler is not None and state.get("scaler"):
-            scaler.load_state_dict(state["scaler"])
-        if ema is not None and state.get("ema"):
-            ema.load_state_dict(state["ema"])
-    if state.get("phase") == "full" and "raw_model" in state:
-        model.load_state_dict(state["raw_model"])
+    state.restore("full", optimizer, scheduler, scaler, ema, model)
+    return TrainSetup(
+        train_model,
+        optimizer,
+        ctx,
+        scheduler=scheduler,
+        scaler=scaler,
+        ema=ema,
+        ema_source=model,
+        amp_dtype=run.amp_dtype,
+        accum_steps=c.accum_steps,
+        grad_clip=c.grad_clip,
+        channels_last=c.channels_last,
+        progress=c.progress,
+        frozen_modules=frozen,
+    )
+
+
+def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, float]:
+    """Train everything; returns its timings. ``on_step`` runs after every optimizer step."""
+    c, model, ctx = run.config, run.model, run.ctx
+    first = state.done("full", c.epochs)
+    if first == 0:
+        state.stale_epochs = 0  # early stopping counts phase-2 epochs only
+    setup = _full_setup(run, state)
+    setup.on_step = on_step
     schedule = ProgressiveSchedule.parse(c.progressive) if c.progressive else None
-    if schedule is not None and start_epoch == 0:
-        run.log(
-            "progressive learning: "
-            + "; ".join(
-                f"stage {v.stage + 1} epochs {v.epochs[0] + 1}-{v.epochs[1] + 1}: {v.size}px"
-                + (f", randaug {v.magnitude}" if v.magnitude is not None else "")
-                + (f", mixup {v.mixup:g}" if v.mixup is not None else "")
-                + (f", cutmix {v.cutmix:g}" if v.cutmix is not None else "")
-                + (f", dropout {v.dropout:g}" if v.dropout is not None else "")
-                for v in schedule.table(c.epochs)
-            )
-        )
-    stale = state.get("stale_epochs", 0)
-    start = time.perf_counter()
-    for epoch in range(start_epoch, c.epochs):
+    if schedule is not None and first == 0:
+        run.log("progressive learning: " + schedule.describe(c.epochs))
+
+    def plan(epoch: int) -> Epoch:
         seed = epoch_seed(c.seed, "full", epoch)
-        torch.manual_seed(seed + 7_919 * ctx.rank)  # dropout/drop-path/mixup differ per rank
-        knobs = epoch_knobs(c, schedule, epoch, model)
-        mixing = knobs["mixup"] > 0 or knobs["cutmix"] > 0
-        loss_fn = make_loss(c, run.data, ctx.device, mixing)
-        mix = (
-            MixupCutmix(
-                run.data.num_classes,
-                knobs["mixup"],
-                knobs["cutmix"],
-                label_smoothing=c.label_smoothing,
-                seed=seed,
+        knobs = epoch_knobs(c, schedule, epoch)
+        if knobs.dropout is not None:
+            model.dropout.p = knobs.dropout
+        mixing = knobs.mixup > 0 or knobs.cutmix > 0
+        mix = None
+        if mixing:
+            n = run.data.num_classes
+            mix = MixupCutmix(
+                n, knobs.mixup, knobs.cutmix, label_smoothing=c.label_smoothing, seed=seed
             )
-            if mixing
-            else None
-        )
         transform = train_transform(
-            model.preprocess,
-            c.augment,
-            magnitude=knobs["magnitude"],
-            vflip=c.vflip,
-            size=knobs["size"],
+            model.preprocess, c.augment, magnitude=knobs.magnitude, vflip=c.vflip, size=knobs.size
         )
-        run.epoch_extra = {"size": knobs["size"]} if schedule is not None else {}
-        stats = train_one_epoch(
-            train_model,
-            train_loader(run, transform, seed),
-            optimizer,
-            loss_fn,
-            ctx,
-            scheduler=scheduler,
-            scaler=scaler,
-            amp_dtype=run.amp_dtype,
-            ema=ema,
-            ema_model=model,
+        return Epoch(
+            _train_loader(run, transform, seed),
+            make_loss(c, run.data, ctx.device, mixing),
+            seed + 7_919 * ctx.rank,  # dropout, drop-path and mixing differ per rank
             mix=mix,
-            accum_steps=c.accum_steps,
-            grad_clip=c.grad_clip,
-            channels_last=c.channels_last,
-            progress=c.progress,
             desc=f"full {epoch + 1}/{c.epochs}",
-            on_step=run.on_step,
-            frozen_modules=frozen,
         )
-        eval_model = ema.module if ema is not None else model
-        state.update(
-            phase="full",
-            epoch=epoch + 1,
-            optimizer=optimizer.state_dict(),
-            scheduler=scheduler.state_dict(),
-            scaler=scaler.state_dict() if scaler else None,
-            ema=ema.state_dict() if ema else None,
-            raw_model=model.state_dict(),
-        )
-        improved = end_epoch(
-            run, "full", epoch, stats, scheduler.get_last_lr()[0], eval_model, state
-        )
-        stale = 0 if improved else stale + 1
-        state["stale_epochs"] = stale
-        if c.early_stop and run.data.val is not None and stale >= c.early_stop:
-            run.log(f"early stop: no val improvement for {stale} epochs (best: {run.best_epoch})")
-            break
-    if ema is not None:
-        model.load_state_dict(ema.module.state_dict())
-    run.timings["full_seconds"] = round(time.perf_counter() - start, 2)
 
+    def end(epoch: int, stats: EpochStats) -> bool:
+        assert setup.scheduler is not None
+        state.capture(
+            "full", epoch, setup.optimizer, setup.scheduler, setup.scaler, setup.ema, model
+        )
+        row = {"phase": "full", "epoch": epoch + 1, "lr": setup.scheduler.get_last_lr()[0]}
+        if schedule is not None:
+            row["size"] = epoch_knobs(c, schedule, epoch).size
+        end_epoch(run, state, row, stats, setup.ema.module if setup.ema else model)
+        stop = (
+            bool(c.early_stop) and run.data.val is not None and state.stale_epochs >= c.early_stop
+        )
+        if stop:
+            run.log(
+                f"early stop: no val improvement for {state.stale_epochs} epochs "
+                f"(best: {state.best_epoch})"
+            )
+        return stop
 
-def epoch_knobs(
-    c: FinetuneConfig, schedule: ProgressiveSchedule | None, epoch: int, model: EfficientNet
-) -> dict[str, Any]:
-    """Image size, RandAugment magnitude, mixup/cutmix alpha and dropout for this epoch: the
-    config's values, or the progressive schedule's stage values where it sets them."""
-    knobs: dict[str, Any] = {
-        "size": None,
-        "magnitude": c.magnitude,
-        "mixup": c.mixup,
-        "cutmix": c.cutmix,
-    }
-    if schedule is not None:
-        v = schedule.at_epoch(epoch, c.epochs)
-        knobs["size"] = v.size
-        if v.magnitude is not None:
-            if c.augment not in ("medium", "heavy"):
-                raise ValueError(
-                    f"the progressive schedule sets RandAugment magnitudes, but augment is "
-                    f"{c.augment!r}; use --augment medium or heavy (they include RandAugment)"
-                )
-            knobs["magnitude"] = v.magnitude
-        for key in ("mixup", "cutmix"):
-            if getattr(v, key) is not None:
-                knobs[key] = getattr(v, key)
-        if v.dropout is not None:
-            model.dropout.p = v.dropout
-    return knobs
+    start = time.perf_counter()
+    fit(setup, range(first, c.epochs), plan, end)
+    if setup.ema is not None:
+        model.load_state_dict(setup.ema.module.state_dict())
+    return {"full_seconds": round(time.perf_counter() - start, 2)}

@@ -1,4 +1,4 @@
-"""PNG plots of a run: learning curves and the confusion matrix (matplotlib, headless)."""
+"""PNG plots of a run: learning curves and the confusion matrix (matplotlib's object API)."""
 
 from __future__ import annotations
 
@@ -6,26 +6,15 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
+from effnet.plotting import new_figure, save_figure
+
 __all__ = ["plot_confusion", "plot_curves"]
-
-
-def _pyplot():  # type: ignore[no-untyped-def]
-    try:
-        import matplotlib
-
-        matplotlib.use("Agg")
-        import matplotlib.pyplot as plt
-    except ImportError as exc:
-        raise ImportError(
-            "plots need matplotlib: pip install matplotlib (or 'effnet[plot]')"
-        ) from exc
-    return plt
 
 
 def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
     """Loss and accuracy per epoch for train and val, both phases on one time axis."""
-    plt = _pyplot()
-    fig, (ax_loss, ax_acc) = plt.subplots(1, 2, figsize=(10, 3.8))
+    fig = new_figure((10, 3.8))
+    ax_loss, ax_acc = fig.subplots(1, 2)
     x = list(range(1, len(history) + 1))
     for key, style in (("train_loss", "-o"), ("val_loss", "-s")):
         ys = [row.get(key) for row in history]
@@ -52,11 +41,7 @@ def plot_curves(history: Sequence[dict[str, Any]], path: str | Path) -> Path:
         ax.legend(fontsize=8)
     ax_loss.set_title("loss")
     ax_acc.set_title("accuracy")
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)
 
 
 def plot_confusion(
@@ -66,9 +51,9 @@ def plot_confusion(
     title: str = "test confusion matrix",
 ) -> Path:
     """Counts with row-normalised colour (recall per true class)."""
-    plt = _pyplot()
     n = len(classes)
-    fig, ax = plt.subplots(figsize=(1.2 * n + 2.5, 1.0 * n + 2))
+    fig = new_figure((1.2 * n + 2.5, 1.0 * n + 2))
+    ax = fig.subplots()
     rows = [sum(r) or 1 for r in matrix]
     norm = [[v / rows[i] for v in r] for i, r in enumerate(matrix)]
     ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
@@ -87,8 +72,4 @@ def plot_confusion(
     ax.set_xlabel("predicted")
     ax.set_ylabel("true")
     ax.set_title(title)
-    fig.tight_layout()
-    path = Path(path)
-    fig.savefig(path, dpi=110)
-    plt.close(fig)
-    return path
+    return save_figure(fig, path, dpi=110)

@@ -16,6 +16,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
+from effnet.errors import ConfigError
+
 __all__ = ["ProgressiveSchedule", "StageValues"]
 
 _KEYS = ("size", "randaug", "mixup", "cutmix", "dropout")
@@ -57,13 +59,13 @@ class ProgressiveSchedule:
 
     def __post_init__(self) -> None:
         if self.stages < 1:
-            raise ValueError(f"progressive learning needs >= 1 stage, got {self.stages}")
+            raise ConfigError(f"progressive learning needs >= 1 stage, got {self.stages}")
         if min(self.size) < 32:
-            raise ValueError(f"progressive image sizes must be >= 32 px, got {self.size}")
+            raise ConfigError(f"progressive image sizes must be >= 32 px, got {self.size}")
         if self.dropout and not all(0.0 <= d < 1.0 for d in self.dropout):
-            raise ValueError(f"dropout must stay in [0, 1), got {self.dropout}")
+            raise ConfigError(f"dropout must stay in [0, 1), got {self.dropout}")
         if self.randaug and not all(0 <= m <= 30 for m in self.randaug):
-            raise ValueError(f"RandAugment magnitude must stay in [0, 30], got {self.randaug}")
+            raise ConfigError(f"RandAugment magnitude must stay in [0, 30], got {self.randaug}")
 
     @classmethod
     def parse(cls, text: str) -> ProgressiveSchedule:
@@ -82,13 +84,13 @@ class ProgressiveSchedule:
                 else:
                     raise KeyError(key)
         except (ValueError, KeyError) as exc:
-            raise ValueError(
+            raise ConfigError(
                 f"cannot read progressive schedule {text!r} ({exc}); expected e.g. "
                 f"'stages=4,size=128:300,randaug=5:15,mixup=0:0.2,dropout=0.1:0.3' "
                 f"(keys: stages, {', '.join(_KEYS)})"
             ) from None
         if "stages" not in fields or "size" not in fields:
-            raise ValueError(f"progressive schedule {text!r} needs at least stages= and size=")
+            raise ConfigError(f"progressive schedule {text!r} needs at least stages= and size=")
         return cls(**fields)
 
     @classmethod
@@ -96,7 +98,7 @@ class ProgressiveSchedule:
         """From a recipe's YAML block: ``{stages: 4, size: [128, 300], randaug: [5, 15], ...}``."""
         unknown = set(data) - {"stages", *_KEYS}
         if unknown:
-            raise ValueError(f"unknown progressive keys {sorted(unknown)}; known: stages, {_KEYS}")
+            raise ConfigError(f"unknown progressive keys {sorted(unknown)}; known: stages, {_KEYS}")
         values = {
             k: tuple(v) if isinstance(v, (list, tuple)) else (v, v)
             for k, v in data.items()
@@ -163,7 +165,18 @@ class ProgressiveSchedule:
         for k, (first, last) in enumerate(self.stage_epochs(total_epochs)):
             if first <= epoch <= last:
                 return self.stage(k, total_epochs)
-        raise ValueError(f"epoch {epoch} is outside a {total_epochs}-epoch schedule")
+        raise ConfigError(f"epoch {epoch} is outside a {total_epochs}-epoch schedule")
 
     def table(self, total_epochs: int) -> list[StageValues]:
         return [self.stage(k, total_epochs) for k in range(len(self.stage_epochs(total_epochs)))]
+
+    def describe(self, total_epochs: int) -> str:
+        """One line: each stage's epochs, size and the regularisation it sets."""
+        return "; ".join(
+            f"stage {v.stage + 1} epochs {v.epochs[0] + 1}-{v.epochs[1] + 1}: {v.size}px"
+            + (f", randaug {v.magnitude}" if v.magnitude is not None else "")
+            + (f", mixup {v.mixup:g}" if v.mixup is not None else "")
+            + (f", cutmix {v.cutmix:g}" if v.cutmix is not None else "")
+            + (f", dropout {v.dropout:g}" if v.dropout is not None else "")
+            for v in self.table(total_epochs)
+        )

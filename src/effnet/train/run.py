@@ -1,13 +1,11 @@
-"""The state one fine-tuning or training run carries, and its per-epoch bookkeeping: building
-the model, losses and loaders, validating, logging and checkpointing at the end of an epoch."""
+"""What the phases of one fine-tuning or training run share, and their per-epoch bookkeeping:
+building the model, the loss and the loaders, validating, logging, checkpointing."""
 
 from __future__ import annotations
 
 import dataclasses
-import json
-import math
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -15,22 +13,27 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effnet.data import SourceSplits, SplitFractions, class_weights, eval_transform
+from effnet.data import SourceSplits, class_weights, eval_transform
+from effnet.errors import ConfigError
 from effnet.factory import create_model
 from effnet.model import EfficientNet
-from effnet.train.checkpoint import save_training_state
+from effnet.train.checkpoint import RunState, save_checkpoint
 from effnet.train.config import FinetuneConfig
 from effnet.train.distributed import DistContext
-from effnet.train.loaders import make_loader
-from effnet.train.loop import EpochStats, evaluate
-from effnet.weights.native import save_model
+from effnet.train.loaders import ImageCache, eval_loader
+from effnet.train.loop import EpochStats, EvalResult, evaluate
 
-__all__ = ["Run"]
+__all__ = ["Run", "build_model", "end_epoch", "inference_copy", "score", "with_size"]
 
 
-@dataclass
+@dataclass(frozen=True)
 class Run:
-    """What the phases share; built once by :func:`finetune`."""
+    """What every phase of a run reads; built once by :func:`~effnet.train.finetune`.
+
+    The model is the one object the phases change (its weights train); where the run stands
+    (phase, epoch, history, best) is the :class:`~effnet.train.checkpoint.RunState` the phases
+    receive beside it.
+    """
 
     config: FinetuneConfig
     ctx: DistContext
@@ -38,22 +41,13 @@ class Run:
     data: SourceSplits
     model: EfficientNet
     amp_dtype: torch.dtype | None
-    image_loader: Callable[[Any], Any] | None
-    on_step: Callable[[], None] | None = None
-    epoch_extra: dict[str, Any] = field(default_factory=dict)
-    history: list[dict[str, Any]] = field(default_factory=list)
-    timings: dict[str, float] = field(default_factory=dict)
-    best_score: float = -math.inf
-    best_epoch: str = ""
+    images: ImageCache | None
     writer: Any = None
+    """A TensorBoard ``SummaryWriter`` (main process, ``--tensorboard``), else None."""
 
     def log(self, message: str) -> None:
         if self.ctx.is_main:
             print(message, flush=True)
-
-
-def fractions_of(split: str) -> SplitFractions:
-    return SplitFractions.parse(split)
 
 
 def with_size(model: EfficientNet, size: int | None, crop_pct: float | None = None) -> None:
@@ -68,7 +62,7 @@ def with_size(model: EfficientNet, size: int | None, crop_pct: float | None = No
         model.preprocess = dataclasses.replace(pre, input_size=size, resize=resize)
         return
     if not 0.0 < crop_pct <= 1.0:
-        raise ValueError(f"crop_pct must be in (0, 1] (1.0 keeps the whole image), got {crop_pct}")
+        raise ConfigError(f"crop_pct must be in (0, 1] (1.0 keeps the whole image), got {crop_pct}")
     resize = int(size / crop_pct + 1e-6)
     model.preprocess = dataclasses.replace(pre, input_size=size, crop_pct=crop_pct, resize=resize)
 
@@ -88,7 +82,9 @@ def build_model(config: FinetuneConfig, data: SourceSplits) -> EfficientNet:
     return model
 
 
-def make_loss(config: FinetuneConfig, data: SourceSplits, device: torch.device, mixing: bool):
+def make_loss(
+    config: FinetuneConfig, data: SourceSplits, device: torch.device, mixing: bool
+) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
     weights = None
     if config.balance == "loss":
         weights = class_weights(data.train.class_counts).to(device)
@@ -113,7 +109,7 @@ def freeze_early_stages(model: EfficientNet, stages: int) -> tuple[nn.Module, ..
     large share of the training time back for little accuracy.
     """
     if not 0 <= stages <= len(model.stages):
-        raise ValueError(f"freeze_stages must be in 0..{len(model.stages)}, got {stages}")
+        raise ConfigError(f"freeze_stages must be in 0..{len(model.stages)}, got {stages}")
     if stages == 0:
         return ()
     frozen = (model.stem, *model.stages[:stages])
@@ -123,110 +119,71 @@ def freeze_early_stages(model: EfficientNet, stages: int) -> tuple[nn.Module, ..
     return frozen
 
 
-# ----------------------------------------------------------------------------------------------
-# checkpoints and epoch bookkeeping
+def inference_copy(model: nn.Module, channels_last: bool) -> nn.Module:
+    """The fused copy every evaluation of a run runs on (BatchNorm folded into the convolutions):
+    made fresh for each evaluation, so the training model is never touched."""
+    from effnet.export.fold import optimize
+
+    return optimize(model, channels_last=channels_last, check=False)
 
 
-def val_score(row: dict[str, Any]) -> float | None:
-    return row.get("val_acc")
+def score(run: Run, model: nn.Module, part: Any, *, tta: bool = False) -> EvalResult:
+    """Evaluate ``model``'s inference copy on one split of the run's data."""
+    c = run.config
+    loader = eval_loader(
+        part,
+        eval_transform(run.model),
+        run.ctx,
+        batch_size=c.eval_batch_size,
+        workers=c.workers,
+        images=run.images,
+    )
+    return evaluate(
+        inference_copy(model, c.channels_last),
+        loader,
+        run.ctx,
+        amp_dtype=run.amp_dtype,
+        channels_last=c.channels_last,
+        tta=tta,
+        tta_vflip=tta and c.vflip,
+    )
 
 
 def end_epoch(
     run: Run,
-    phase: str,
-    epoch: int,
+    state: RunState,
+    row: dict[str, Any],
     stats: EpochStats,
-    lr: float,
     eval_model: nn.Module,
-    state: dict[str, Any],
 ) -> bool:
-    """Validate, log, checkpoint. Returns True when this epoch is the best so far."""
-    row: dict[str, Any] = {
-        "phase": phase,
-        "epoch": epoch + 1,
-        "train_loss": round(stats.loss, 5),
-        "train_acc": round(stats.acc, 5),
-        "lr": lr,
-        "images_per_s": round(stats.images_per_s, 2),
-        "seconds": round(stats.seconds, 2),
-        **run.epoch_extra,
-    }
+    """Validate, record, log, checkpoint an epoch that ``state`` has just captured. ``row``
+    holds the phase, the epoch and what the epoch trained with. Returns True when it improved
+    the validation score."""
+    row.update(
+        train_loss=round(stats.loss, 5),
+        train_acc=round(stats.acc, 5),
+        images_per_s=round(stats.images_per_s, 2),
+        seconds=round(stats.seconds, 2),
+    )
     if run.data.val is not None:
-        val = evaluate(
-            eval_model,
-            eval_loader(run, run.data.val),
-            run.ctx,
-            amp_dtype=run.amp_dtype,
-            channels_last=run.config.channels_last,
-        )
+        val = score(run, eval_model, run.data.val)
         row.update(val_loss=round(val.loss, 5), val_acc=round(val.acc, 5))
-    run.history.append(row)
-    score = val_score(row)
-    improved = score is not None and score > run.best_score
-    if improved:
-        run.best_score, run.best_epoch = float(score), f"{phase} {epoch + 1}"
+    improved = state.record(row, row.get("val_acc"))
     if run.ctx.is_main:
-        write_history(run)
         if run.writer is not None:
-            step = len(run.history)
             for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"):
                 if row.get(key) is not None:
-                    run.writer.add_scalar(key, row[key], step)
-        save_model(eval_model, run.run_dir / "last", extra={"epoch": row})
-        if improved:
-            save_model(eval_model, run.run_dir / "best", extra={"epoch": row})
-        state.update(history=run.history, best_score=run.best_score, best_epoch=run.best_epoch)
-        save_training_state(run.run_dir, state)
-    val_text = (
-        f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_acc" in row else ""
-    )
-    total = run.config.head_epochs if phase == "head" else run.config.epochs
-    run.log(
-        f"{phase:>4} {epoch + 1}/{total}  train loss {stats.loss:.4f} acc {stats.acc:.4f}"
-        f"{val_text} | lr {lr:.2e} | {stats.images_per_s:.1f} img/s | {stats.seconds:.0f}s"
-        + ("  *" if improved else "")
-    )
+                    run.writer.add_scalar(key, row[key], len(state.history))
+        save_checkpoint(run.run_dir, state, eval_model, improved=improved)
+    _log_epoch(run, row, stats, improved)
     return improved
 
 
-def write_history(run: Run) -> None:
-    lines = "".join(json.dumps(row) + "\n" for row in run.history)
-    tmp = run.run_dir / ".metrics.jsonl.tmp"
-    tmp.write_text(lines)
-    tmp.replace(run.run_dir / "metrics.jsonl")
-
-
-def eval_loader(run: Run, data: Any) -> Any:
-    return make_loader(
-        data,
-        eval_transform(run.model),
-        run.ctx,
-        batch_size=run.config.eval_batch_size,
-        train=False,
-        workers=run.config.workers,
-        loader=run.image_loader,
+def _log_epoch(run: Run, row: dict[str, Any], stats: EpochStats, improved: bool) -> None:
+    val = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+    total = run.config.head_epochs if row["phase"] == "head" else run.config.epochs
+    run.log(
+        f"{row['phase']:>4} {row['epoch']}/{total}  train loss {stats.loss:.4f} acc "
+        f"{stats.acc:.4f}{val} | lr {row['lr']:.2e} | {stats.images_per_s:.1f} img/s | "
+        f"{stats.seconds:.0f}s" + ("  *" if improved else "")
     )
-
-
-def train_loader(run: Run, transform: Any, seed: int) -> Any:
-    c = run.config
-    return make_loader(
-        run.data.train,
-        transform,
-        run.ctx,
-        batch_size=c.batch_size,
-        train=True,
-        seed=seed,
-        workers=c.workers,
-        balance=c.balance == "sampler",
-        loader=run.image_loader,
-        drop_last=len(run.data.train) > 2 * c.batch_size,
-    )
-
-
-def steps_per_epoch(run: Run) -> int:
-    c = run.config
-    per_rank = -(len(run.data.train) // -run.ctx.world_size)
-    drop_last = len(run.data.train) > 2 * c.batch_size
-    batches = per_rank // c.batch_size if drop_last else -(per_rank // -c.batch_size)
-    return max(1, -(batches // -c.accum_steps))

@@ -1,25 +1,17 @@
-"""Tiny data, base and recipe for the lab tests (a plain module: no second conftest)."""
+"""Tiny data, base and recipe for the lab tests, and stand-in trials for the runner tests."""
 
 from __future__ import annotations
 
 from pathlib import Path
-
-import numpy as np
-from PIL import Image
+from typing import Any
 
 from effnet.lab import DataConfig, LabBase, Recipe, resolve_base
+from helpers.images import GREYS, make_folder
 
 
 def make_two_class_folder(root: Path, per_class: int = 10, size: int = 24) -> Path:
     """``root/{dark,light}/*.png``: noisy grey pictures whose brightness is the class."""
-    rng = np.random.default_rng(0)
-    for name, level in (("dark", 70), ("light", 180)):
-        folder = root / name
-        folder.mkdir(parents=True, exist_ok=True)
-        for i in range(per_class):
-            pixels = np.clip(level + rng.integers(-50, 50, size=(size, size, 3)), 0, 255)
-            Image.fromarray(pixels.astype(np.uint8)).save(folder / f"{name}_{i:02d}.png")
-    return root
+    return make_folder(root, GREYS, per_class=per_class, size=size, noise=50)
 
 
 def tiny_base() -> LabBase:
@@ -33,12 +25,12 @@ def tiny_data(folder: Path) -> DataConfig:
     return DataConfig(source=str(folder), split="60/20/20")
 
 
-def tiny_recipe(**changes: object) -> Recipe:
-    options: dict[str, object] = dict(
+def tiny_recipe(**changes: Any) -> Recipe:
+    options: dict[str, Any] = dict(
         epochs=1, batch_size=4, eval_batch_size=8, latency_runs=2, warmup_epochs=0.0
     )
     options.update(changes)
-    return Recipe(**options)  # type: ignore[arg-type]
+    return Recipe(**options)
 
 
 def echo_trial(config: dict, threads: int) -> dict:

@@ -1,11 +1,12 @@
-"""Classify image files with a model, batching directories and skipping unreadable files."""
+"""Classify image files in batches, skipping (and reporting) unreadable ones."""
 
 from __future__ import annotations
 
 import os
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any
 
 import torch
 from torch import nn
@@ -15,7 +16,7 @@ from effnet.data import UnreadableImageError, eval_transform, list_images, load_
 from effnet.export.fold import optimize
 from effnet.model import EfficientNet
 
-__all__ = ["Prediction", "PredictionRun", "expand_inputs", "predict_files"]
+__all__ = ["Prediction", "PredictionRun", "classify_files", "expand_inputs", "predict_files"]
 
 
 @dataclass
@@ -54,9 +55,38 @@ def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
     return files
 
 
-def _batches(files: list[Path], size: int) -> Iterator[list[Path]]:
-    for start in range(0, len(files), size):
-        yield files[start : start + size]
+def classify_files(
+    inputs: Iterable[str | os.PathLike[str]],
+    transform: Callable[[Any], torch.Tensor],
+    logits: Callable[[torch.Tensor], torch.Tensor],
+    names: list[str],
+    *,
+    topk: int = 5,
+    batch_size: int = 16,
+    progress: bool = False,
+) -> PredictionRun:
+    """Top-k predictions for every readable image: ``transform`` makes a (C, H, W) tensor of a
+    picture, ``logits`` runs a batch of them; unreadable files are reported, not fatal."""
+    files = expand_inputs(inputs)
+    run = PredictionRun()
+    with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
+        for start in range(0, len(files), batch_size):
+            tensors, kept = [], []
+            for path in files[start : start + batch_size]:
+                try:
+                    tensors.append(transform(load_image(path)))
+                    kept.append(path)
+                except UnreadableImageError as exc:
+                    run.skipped.append((str(path), exc.reason))
+            bar.update(len(files[start : start + batch_size]))
+            if not tensors:
+                continue
+            probs = logits(torch.stack(tensors)).float().softmax(dim=-1)
+            values, indices = probs.topk(min(topk, probs.shape[-1]), dim=-1)
+            for path, vals, idx in zip(kept, values.tolist(), indices.tolist()):
+                labels = [names[i] if i < len(names) else str(i) for i in idx]
+                run.predictions.append(Prediction(str(path), labels, vals, idx))
+    return run
 
 
 def predict_files(
@@ -66,38 +96,28 @@ def predict_files(
     batch_size: int = 16,
     progress: bool = True,
 ) -> PredictionRun:
-    """Top-k predictions for every readable image; unreadable ones are reported, not fatal.
+    """Top-k predictions of ``model`` for every readable image.
 
     Preprocessing comes from ``model.preprocess`` (bound to its weights) and label names from
     ``model.class_names`` (ImageNet names for ImageNet weights, a checkpoint's own classes).
     An effnet model runs as its fused inference copy (BatchNorm folded, in-place activations);
     ``model`` itself is not changed.
     """
-    files = expand_inputs(inputs)
-    transform = eval_transform(model)
-    names = list(getattr(model, "class_names", None) or [])
     device = next(model.parameters()).device
-    run = PredictionRun()
     model.eval()
     fast = optimize(model, check=False) if isinstance(model, EfficientNet) else model
-    with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
-        for chunk in _batches(files, batch_size):
-            tensors, kept = [], []
-            for path in chunk:
-                try:
-                    tensors.append(transform(load_image(path)))
-                    kept.append(path)
-                except UnreadableImageError as exc:
-                    run.skipped.append((str(path), exc.reason))
-            bar.update(len(chunk))
-            if not tensors:
-                continue
-            batch = torch.stack(tensors).to(device).contiguous(memory_format=torch.channels_last)
-            with torch.inference_mode():
-                probs = fast(batch).float().softmax(dim=-1)
-            k = min(topk, probs.shape[-1])
-            values, indices = probs.topk(k, dim=-1)
-            for path, vals, idx in zip(kept, values.tolist(), indices.tolist()):
-                labels = [names[i] if i < len(names) else str(i) for i in idx]
-                run.predictions.append(Prediction(str(path), labels, vals, idx))
-    return run
+
+    @torch.inference_mode()
+    def logits(batch: torch.Tensor) -> torch.Tensor:
+        return fast(batch.to(device).contiguous(memory_format=torch.channels_last)).cpu()
+
+    names = list(getattr(model, "class_names", None) or [])
+    return classify_files(
+        inputs,
+        eval_transform(model),
+        logits,
+        names,
+        topk=topk,
+        batch_size=batch_size,
+        progress=progress,
+    )

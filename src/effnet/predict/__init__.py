@@ -1,0 +1,8 @@
+"""Classify pictures with a model's own preprocessing: the eager model (:func:`predict_files`)
+or an exported ONNX file through ONNX Runtime (:class:`OnnxPredictor`), one batch loop for both.
+"""
+
+from effnet.predict.files import Prediction, PredictionRun, expand_inputs, predict_files
+from effnet.predict.onnx import OnnxPredictor
+
+__all__ = ["OnnxPredictor", "Prediction", "PredictionRun", "expand_inputs", "predict_files"]

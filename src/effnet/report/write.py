@@ -1,0 +1,280 @@
+"""``write_report(run_dir)``: the run report as one self-contained web page, ``report.html``."""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import time
+from collections.abc import Iterable, Mapping
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+from torch import nn
+
+from effnet._version import __version__
+from effnet.report import figures
+from effnet.report.calibration import MIN_SAMPLES, fit_temperature, reliability
+from effnet.report.html import esc, page
+from effnet.report.predictions import Predictions, load_predictions
+from effnet.report.run import RunFiles, load_run_model, read_run, recompute_predictions
+from effnet.report.sections import (
+    GalleryItem,
+    calibration_section,
+    config_section,
+    gallery_section,
+    per_class_section,
+    plot_section,
+    split_section,
+    summary_block,
+)
+
+__all__ = ["REPORT_FILE", "write_report"]
+
+REPORT_FILE = "report.html"
+SPLITS = ("test", "val", "train")
+NAV = (
+    ("curves", "curves"),
+    ("confusion", "confusion"),
+    ("per-class", "per class"),
+    ("gallery", "gallery"),
+    ("calibration", "calibration"),
+    ("config", "config"),
+    ("split", "split"),
+)
+
+
+def _as_dict(predictions: Mapping[str, Predictions] | Iterable[Predictions] | None) -> dict:
+    if predictions is None:
+        return {}
+    if isinstance(predictions, Mapping):
+        return dict(predictions)
+    return {p.split: p for p in predictions}
+
+
+def _known(run: RunFiles, preds: Mapping[str, Predictions]) -> list[str]:
+    """Splits that have predictions or can get them (recorded in data.json)."""
+    return list(dict.fromkeys([*preds, *run.recorded_splits]))
+
+
+def _choose_split(run: RunFiles, preds: Mapping[str, Predictions], wanted: str | None) -> str:
+    known = _known(run, preds)
+    if wanted:
+        return wanted
+    for name in SPLITS:
+        if name in known:
+            return name
+    return known[0] if known else "test"
+
+
+def _calibration_split(run: RunFiles, preds: Mapping[str, Predictions], evaluated: str) -> str:
+    """Validation when it is not the evaluated split, else training (the issue's rule)."""
+    known = _known(run, preds)
+    for name in ("val", "train"):
+        if name != evaluated and name in known:
+            return name
+    return ""
+
+
+def _metrics(pred: Predictions) -> dict[str, Any]:
+    # the training room's metrics, so the page and report.json agree by construction
+    from effnet.train.metrics import classification_report
+
+    return classification_report(pred.targets, pred.preds, list(pred.classes))
+
+
+def _gallery(
+    pred: Predictions, model: nn.Module | None, temperature: float, count: int
+) -> tuple[list[GalleryItem], list[GalleryItem], str]:
+    from effnet.data import UnreadableImageError, load_image
+
+    probs = pred.probs()
+    calibrated = pred.probs(temperature) if temperature != 1.0 else None
+    conf, chosen = probs.max(1)
+    wrong = (chosen != pred.targets).nonzero().flatten().tolist()
+    right = (chosen == pred.targets).nonzero().flatten().tolist()
+    mistakes = sorted(wrong, key=lambda i: (-float(conf[i]), i))[:count]
+    unsure = sorted(right, key=lambda i: (float(conf[i]), i))[:count]
+    picks = mistakes + unsure
+    pictures: dict[int, Any] = {}
+    for i in picks:
+        with contextlib.suppress(UnreadableImageError, OSError):  # a moved file: no picture
+            pictures[i] = load_image(pred.paths[i])
+    present = [i for i in picks if i in pictures]
+    views: dict[int, Any] = {}
+    overlays: dict[int, Any] = {}
+    note = (
+        "Each card: the image as the model saw it (after its resize and crop) and the "
+        "Grad-CAM map of the predicted class on the model's last feature map (red: what "
+        "spoke for the prediction). Probabilities are the model's own softmax"
+        + ("; calibrated ones apply the temperature below." if calibrated is not None else ".")
+    )
+    if model is not None and present:
+        from effnet.report.cam import explain_images, model_view
+
+        images = [pictures[i] for i in present]
+        try:
+            found = explain_images(model, images, [int(chosen[i]) for i in present])
+            for i, ex in zip(present, found):
+                views[i], overlays[i] = ex.image, ex.overlay()
+        except ImportError as exc:
+            note += f" No activation maps: {exc}."
+            views = dict(zip(present, model_view(model, images)))
+    elif present:
+        note += " No model to draw activation maps with: the pictures are shown as stored."
+        for i in present:
+            thumb = pictures[i].copy()
+            thumb.thumbnail((224, 224))
+            views[i] = np.asarray(thumb)
+
+    def item(i: int) -> GalleryItem:
+        return GalleryItem(
+            path=pred.paths[i],
+            true=pred.classes[int(pred.targets[i])],
+            pred=pred.classes[int(chosen[i])],
+            prob=float(conf[i]),
+            calibrated=None if calibrated is None else float(calibrated[i, chosen[i]]),
+            picture=views.get(i),
+            overlay=overlays.get(i),
+        )
+
+    return [item(i) for i in mistakes], [item(i) for i in unsure], note
+
+
+def write_report(
+    run_dir: str | os.PathLike[str],
+    *,
+    predictions: Mapping[str, Predictions] | Iterable[Predictions] | None = None,
+    model: nn.Module | None = None,
+    temperature: float | None = None,
+    split: str | None = None,
+    wall_seconds: float | None = None,
+    gallery: int = 12,
+    recompute: bool = True,
+    device: str | torch.device = "cpu",
+) -> Path:
+    """Write ``run_dir/report.html`` and return its path.
+
+    ``predictions``: per split (``Predictions`` objects or a split -> Predictions mapping);
+    splits not given are read from ``predictions_<split>.npz`` in ``run_dir``, and, with
+    ``recompute``, the missing ones are computed from the run's checkpoint on the images its
+    ``data.json`` recorded (and saved for next time). ``split`` is the split the page is about
+    (default: test, else val, else train).
+
+    ``model`` draws the activation maps (default: the run's best checkpoint). ``temperature``
+    is the fitted temperature (default: the checkpoint's stored one, else fitted here on the
+    validation split, or the training split when the evaluated split is the validation one or
+    there is none). ``wall_seconds`` defaults to ``report.json``'s. ``gallery`` images of each
+    kind (the most confident mistakes, the least confident correct predictions) get maps.
+    """
+    start = time.perf_counter()
+    run = read_run(run_dir)
+    preds = _as_dict(predictions)
+    saved = [p.stem.removeprefix("predictions_") for p in run.run_dir.glob("predictions_*.npz")]
+    for name in sorted(set(saved) | set(run.recorded_splits)):
+        if name not in preds:
+            found = load_predictions(run.run_dir, name)
+            if found is not None:
+                preds[name] = found
+    evaluated = _choose_split(run, preds, split)
+    if temperature is None:
+        temperature = run.stored_temperature
+        fitted_note = "Stored with the checkpoint." if temperature else ""
+    else:
+        fitted_note = "Given by the training run."
+    cal_split = _calibration_split(run, preds, evaluated) if temperature is None else ""
+    missing = [s for s in dict.fromkeys([evaluated, cal_split]) if s and s not in preds]
+    if missing and recompute and run.checkpoint is not None and run.split_record:
+        model = load_run_model(run, device) if model is None else model
+        preds.update(recompute_predictions(run, missing, model, device=device))
+    ev = preds.get(evaluated)
+    if model is None and run.checkpoint is not None and gallery > 0 and ev is not None and len(ev):
+        model = load_run_model(run, device)
+    metrics = _metrics(ev) if ev is not None and len(ev) else None
+    if temperature is None:
+        cal = preds.get(cal_split) if cal_split else None
+        if cal is not None and len(cal):
+            temperature = fit_temperature(cal.logits, cal.targets)
+            fitted_note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
+            if temperature == 1.0:
+                fitted_note += (
+                    f" T stays 1: fewer than {MIN_SAMPLES} predictions, not a single mistake, "
+                    "or logits that do not depend on T."
+                )
+        else:
+            temperature = 1.0
+            fitted_note = "No held-out predictions to fit a temperature on: T = 1."
+
+    sections = []
+    history = run.history
+    curves = figures.png_bytes(figures.curves_figure(history)) if history else None
+    sections.append(
+        plot_section("curves", "Learning curves", curves, "learning curves", "No metrics.jsonl.")
+    )
+    confusion = (
+        figures.png_bytes(figures.confusion_figure(metrics["confusion_matrix"], ev.classes))
+        if metrics and ev is not None
+        else None
+    )
+    sections.append(
+        plot_section(
+            "confusion",
+            f"Confusion matrix ({evaluated})",
+            confusion,
+            "confusion matrices, counts and row-normalised",
+            "No predictions.",
+        )
+    )
+    sections.append(per_class_section(metrics, evaluated))
+    if ev is not None and len(ev):
+        mistakes, unsure, note = _gallery(ev, model, temperature, gallery)
+    else:
+        mistakes, unsure, note = [], [], "No predictions."
+    sections.append(gallery_section(mistakes, unsure, note))
+    before = after = None
+    reliability_png = None
+    if ev is not None and len(ev):
+        before = reliability(ev.probs(), ev.targets)
+        after = reliability(ev.probs(temperature), ev.targets)
+        fig = figures.reliability_figure(before, after, temperature)
+        reliability_png = figures.png_bytes(fig)
+    sections.append(
+        calibration_section(reliability_png, before, after, temperature, fitted_note, evaluated)
+    )
+    sections.append(
+        config_section(run.config, str(run.checkpoint) if run.checkpoint is not None else "")
+    )
+    fallback = {}
+    for name, p in preds.items():
+        fallback[name] = torch.bincount(p.targets, minlength=len(p.classes)).tolist()
+    data = run.data or {"classes": list(ev.classes) if ev is not None else []}
+    sections.append(split_section(data, fallback))
+
+    wall = wall_seconds
+    if wall is None:
+        wall = (run.summary.get("timings") or {}).get("wall_seconds")
+    summary = summary_block(
+        split=evaluated,
+        metrics=metrics,
+        config=run.config,
+        data=run.data,
+        model_name=str(run.config.get("model") or run.checkpoint_meta.get("architecture") or ""),
+        weights=str(run.config.get("weights") or ""),
+        wall_seconds=wall,
+    )
+    name = run.run_dir.resolve().name
+    header = f'<h1>effnet run report: {esc(name)}</h1><section id="summary">{summary}</section>'
+    stamp = datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    seconds = time.perf_counter() - start
+    footer = (
+        f"Written by effnet {esc(__version__)} on {stamp} in "
+        f'<span id="report-seconds">{seconds:.1f}</span> s from {esc(run.run_dir)}.'
+    )
+    text = page(f"effnet report: {name}", header, NAV, "".join(sections), footer)
+    out = run.run_dir / REPORT_FILE
+    tmp = out.with_name(out.name + ".tmp")
+    tmp.write_text(text, encoding="utf-8")
+    tmp.replace(out)
+    return out
