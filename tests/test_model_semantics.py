@@ -127,3 +127,28 @@ def test_plain_model_trains_with_autograd_and_channels_last() -> None:
     loss.backward()
     assert all(p.grad is not None for p in model.parameters())
     assert model.stem.bn.num_batches_tracked.item() == 1
+
+
+def test_grad_checkpointing_gives_the_same_step_with_less_saved_for_backward() -> None:
+    """Same loss, gradients and BatchNorm statistics (updated once, not again in the recompute),
+    same stochastic-depth draws; far fewer tensors kept for backward."""
+    from effnet.bench import saved_tensor_bytes
+
+    torch.manual_seed(0)
+    plain = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.3).train()
+    ckpt = effnet.create_model("efficientnet_b0", num_classes=5, drop_path_rate=0.3).train()
+    ckpt.load_state_dict(plain.state_dict())
+    ckpt.set_grad_checkpointing(True)
+    x = torch.randn(4, 3, 64, 64)
+    torch.manual_seed(1)
+    _, kept_plain = saved_tensor_bytes(lambda: plain(x).square().mean().backward())
+    torch.manual_seed(1)
+    _, kept_ckpt = saved_tensor_bytes(lambda: ckpt(x).square().mean().backward())
+    assert kept_ckpt < 0.4 * kept_plain
+    for (name, a), b in zip(plain.named_parameters(), ckpt.parameters()):
+        torch.testing.assert_close(b.grad, a.grad, rtol=1e-4, atol=1e-6, msg=name)
+    for (name, a), b in zip(plain.state_dict().items(), ckpt.state_dict().values()):
+        torch.testing.assert_close(b, a, rtol=1e-5, atol=1e-6, msg=name)
+    ckpt.eval()  # inference never checkpoints
+    with torch.no_grad():
+        torch.testing.assert_close(ckpt(x), plain.eval()(x))

@@ -6,7 +6,8 @@ from typing import Any
 
 from effnet._version import __version__
 from effnet.factory import create_model, load_model
-from effnet.registry import get_spec, list_models
+from effnet.registry import get_spec, is_model, list_models, list_pretrained
+from effnet.tvstyle import get_model, get_model_weights, get_weight
 
 __all__ = [
     "FinetuneConfig",
@@ -14,8 +15,13 @@ __all__ = [
     "__version__",
     "create_model",
     "finetune",
+    "get_model",
+    "get_model_weights",
     "get_spec",
+    "get_weight",
+    "is_model",
     "list_models",
+    "list_pretrained",
     "load_model",
     "resume",
 ]

@@ -8,16 +8,31 @@ from the name and the overrides, build once, load (:mod:`effnet.weights.loading`
 
 from __future__ import annotations
 
+import dataclasses
+import json
 import os
+from pathlib import Path
 from typing import Any
 
 from torch import nn
 
-from effnet.errors import ConfigError
-from effnet.registry import get_spec, name_for, split_tag
+from effnet.errors import ConfigError, WeightsError
+from effnet.model import EfficientNet
+from effnet.registry import get_spec, is_model, name_for, split_tag
 from effnet.specs import ModelSpec
-from effnet.weights.loading import build, default_preprocess, read_weights, weights_for
+from effnet.weights.hub import hub_file
+from effnet.weights.loading import (
+    LoadedWeights,
+    build,
+    default_preprocess,
+    read_weights,
+    record_for,
+    weights_for,
+)
 from effnet.weights.native import load_checkpoint
+from effnet.weights.records import WeightRecord, find_record
+
+HF_HUB_PREFIX = "hf-hub:"
 
 __all__ = ["create_model", "load_model"]
 
@@ -31,6 +46,12 @@ def create_model(
     drop_path_rate: float | None = None,
     features_only: bool = False,
     out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
+    global_pool: str = "avg",
+    checkpoint_path: str | os.PathLike[str] | None = None,
+    pretrained_cfg_overlay: dict[str, Any] | None = None,
+    scriptable: bool | None = None,
+    exportable: bool | None = None,
+    no_jit: bool | None = None,
     **overrides: Any,
 ) -> nn.Module:
     """Create an EfficientNet by name, timm-style.
@@ -38,12 +59,14 @@ def create_model(
     Args:
         model_name: a name from :func:`effnet.list_models` (``"efficientnet_b0"``,
             ``"tf_efficientnetv2_s"``, ...), optionally with a weight tag
-            (``"efficientnet_b0.ra_in1k"``); or ``"efficientnet"`` with ``phi=`` (and optionally
-            ``alpha``, ``beta``, ``gamma``, ``base``) for any compound coefficient. The name
-            alone fixes the network: ``tf_`` names use TF "SAME" padding and BatchNorm eps 1e-3.
+            (``"efficientnet_b0.ra_in1k"``) or as a Hub id (``"hf-hub:timm/NAME.TAG"``); or
+            ``"efficientnet"`` with ``phi=`` (and optionally ``alpha``, ``beta``, ``gamma``,
+            ``base``) for any compound coefficient. The name alone fixes the network: ``tf_``
+            names use TF "SAME" padding and BatchNorm eps 1e-3.
         pretrained: ``False``; ``True`` for the name's default weights (or the tagged ones); a
-            weight tag (see ``effnet weights NAME``); or a path to a weights file in any
-            supported format. The weights' preprocessing and label names travel with the model
+            weight tag (see ``effnet weights NAME``), torchvision's ``"DEFAULT"`` or weight
+            name (``"IMAGENET1K_V1"``); or a path to a weights file in any supported format.
+            The weights' preprocessing and label names travel with the model
             (``model.preprocess``, ``model.class_names``).
         num_classes: size of the classifier (0 = no classifier: ``forward`` returns features).
             Default: the weights' (1000 without weights). Another size keeps the backbone and
@@ -53,22 +76,43 @@ def create_model(
         drop_path_rate: stochastic-depth rate of the last block (default 0.2).
         features_only: return a backbone giving multi-scale feature maps.
         out_indices: which feature levels (strides 2, 4, 8, 16, 32) to return.
+        global_pool: ``avg`` (default), ``max``, ``avgmax``, ``catavgmax`` or ``""`` (none).
+        checkpoint_path: a weights file loaded last, strictly (timm's meaning): its classifier
+            must fit ``num_classes``.
+        pretrained_cfg_overlay: timm's overlay of the weights' config: ``file`` (a local copy
+            of the record's file), ``url``, ``hf_hub_id``, and preprocessing keys
+            (``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``).
+        scriptable, exportable, no_jit: timm's layer-selection switches. effnet's layers are
+            always scriptable and exportable, so these change nothing (a non-bool is an error).
         **overrides: spec fields (``dropout=``, ``resolution=``, ...) or ``phi=`` & co. With
             pretrained weights, only overrides that keep the network the weights were trained
             for are accepted.
     """
+    for flag, value in (("scriptable", scriptable), ("exportable", exportable), ("no_jit", no_jit)):
+        if value is not None and not isinstance(value, bool):
+            raise ConfigError(f"{flag} must be True, False or None, got {value!r}")
+    hub_cfg: dict[str, Any] = {}
+    if isinstance(model_name, str) and model_name.startswith(HF_HUB_PREFIX):
+        model_name, pretrained, hub_cfg = _from_hub(model_name, pretrained)
     name, tag = split_tag(model_name) if isinstance(model_name, str) else (model_name, None)
+    if hub_cfg.get("num_classes") is not None and num_classes is None and not pretrained:
+        num_classes = int(hub_cfg["num_classes"])
     spec = get_spec(name, **overrides)
-    source = weights_for(spec.name if isinstance(name, ModelSpec) else name, tag, pretrained)
+    named = spec.name if isinstance(name, ModelSpec) else name
+    source = weights_for(named, tag, pretrained)
+    if pretrained_cfg_overlay:
+        source = _overlay(source, named, tag, pretrained_cfg_overlay)
     loaded = None
     if source is not None:
         if isinstance(name, str):
             _check_overrides(name, spec, overrides)
         loaded = read_weights(spec, source)
+    if checkpoint_path is not None:
+        loaded = _strict_checkpoint(spec, Path(checkpoint_path), loaded, num_classes)
     preprocess = None
     if loaded is None and isinstance(name, str):
         preprocess = default_preprocess(name, spec, tag)
-    return build(
+    model = build(
         spec,
         loaded,
         num_classes=num_classes,
@@ -78,7 +122,78 @@ def create_model(
         features_only=features_only,
         out_indices=out_indices,
         preprocess=preprocess,
+        global_pool=global_pool,
+        record=record_for(named, tag, source),
     )
+    for cfg in (hub_cfg.get("pretrained_cfg"), pretrained_cfg_overlay):
+        if cfg:
+            model.preprocess = model.preprocess.with_cfg(cfg)  # type: ignore[union-attr, operator]
+    labels = hub_cfg.get("label_names") or []
+    if isinstance(model, EfficientNet) and labels and len(labels) == model.num_classes:
+        model.class_names = list(labels)
+    return model
+
+
+def _from_hub(name: str, pretrained: Any) -> tuple[str, Any, dict[str, Any]]:
+    """``hf-hub:ORG/REPO[@REVISION]`` -> (model name, pretrained, the repo's config).
+
+    ``hf-hub:timm/NAME.TAG`` is the catalogued record NAME.TAG (timm's Hub names are effnet's
+    names). Any other repository holds a ``config.json`` naming its ``architecture`` (timm's
+    and effnet's format, as ``effnet push`` writes it) and ``model.safetensors``; both go
+    through ``huggingface_hub``'s shared cache (``HF_HUB_OFFLINE=1`` works)."""
+    repo, _, revision = name[len(HF_HUB_PREFIX) :].partition("@")
+    org, _, rest = repo.partition("/")
+    if not org or not rest:
+        raise ConfigError(
+            f"{name!r} is not a Hub id; expected hf-hub:ORG/NAME "
+            f"(e.g. hf-hub:timm/efficientnet_b0.ra_in1k)"
+        )
+    if org == "timm" and is_model(rest):
+        model, tag = split_tag(rest)
+        if tag is None or find_record(model, tag):
+            return rest, pretrained, {}
+    config = json.loads(hub_file(repo, "config.json", revision or None).read_text())
+    arch = config.get("architecture")
+    if not isinstance(arch, str) or not is_model(arch):
+        raise WeightsError(
+            f"{repo}'s config.json names architecture {arch!r}, which is not an effnet model "
+            f"(effnet.list_models() lists them)"
+        )
+    if pretrained:
+        pretrained = hub_file(repo, "model.safetensors", revision or None)
+    return arch, pretrained, config
+
+
+def _overlay(
+    source: WeightRecord | Path | None, name: str, tag: str | None, overlay: dict[str, Any]
+) -> WeightRecord | Path | None:
+    """timm's ``pretrained_cfg_overlay``: ``file`` reads a local copy of the record's file (its
+    format and preprocessing stay the record's); ``url``/``hf_hub_id`` fetch from elsewhere."""
+    if not isinstance(source, WeightRecord):
+        return source
+    changes = {k: overlay[k] for k in ("url", "hf_hub_id") if overlay.get(k)}
+    if overlay.get("file"):
+        path = Path(overlay["file"]).expanduser()
+        if not path.is_file():
+            raise FileNotFoundError(f"pretrained_cfg_overlay file {path} does not exist")
+        changes["local_file"] = str(path)
+    return dataclasses.replace(source, **changes) if changes else source
+
+
+def _strict_checkpoint(
+    spec: ModelSpec, path: Path, pretrained: LoadedWeights | None, num_classes: int | None
+) -> LoadedWeights:
+    """timm's ``checkpoint_path``: the file's tensors replace everything, strictly."""
+    loaded = read_weights(spec, path)
+    if num_classes is not None and loaded.num_classes != num_classes:
+        raise ConfigError(
+            f"checkpoint_path {path} has a {loaded.num_classes}-class classifier, but "
+            f"num_classes={num_classes} was asked for: drop num_classes, or use pretrained="
+            f"{str(path)!r} to keep its backbone under a new head"
+        )
+    if pretrained is not None:
+        loaded.preprocess = pretrained.preprocess if not loaded.metadata else loaded.preprocess
+    return loaded
 
 
 def _check_overrides(name: str, spec: ModelSpec, overrides: dict[str, Any]) -> None:

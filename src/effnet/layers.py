@@ -23,6 +23,7 @@ __all__ = [
     "ConvNormAct",
     "DropPath",
     "FusedMBConv",
+    "GlobalPool",
     "LayerOptions",
     "MBConv",
     "SamePadConv2d",
@@ -183,6 +184,43 @@ class SqueezeExcite(nn.Module):
         if self.inplace and not torch.is_grad_enabled():
             return x.mul_(s.sigmoid())  # fused inference copy: no new activation-sized buffer
         return x * s.sigmoid()  # scale each channel by its gate in (0, 1)
+
+
+POOL_KINDS = ("avg", "max", "avgmax", "catavgmax", "")
+
+
+class GlobalPool(nn.Module):
+    """Global pooling to one vector per image, timm's ``global_pool`` kinds.
+
+    ``avg`` (the papers'), ``max``, ``avgmax`` (their mean), ``catavgmax`` (both, concatenated:
+    twice the features) give (N, C) or (N, 2C); ``""`` passes the feature map through unpooled.
+    """
+
+    def __init__(self, kind: str = "avg") -> None:
+        super().__init__()
+        if kind not in POOL_KINDS:
+            raise ValueError(f"global_pool must be one of {POOL_KINDS}, got {kind!r}")
+        self.kind = kind
+
+    @property
+    def feat_mult(self) -> int:
+        return 2 if self.kind == "catavgmax" else 1
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        if self.kind == "":
+            return x
+        if self.kind == "avg":
+            return F.adaptive_avg_pool2d(x, 1).flatten(1)  # ONNX GlobalAveragePool
+        mx = F.adaptive_max_pool2d(x, 1).flatten(1)
+        if self.kind == "max":
+            return mx
+        avg = F.adaptive_avg_pool2d(x, 1).flatten(1)
+        if self.kind == "avgmax":
+            return 0.5 * (avg + mx)
+        return torch.cat((avg, mx), dim=1)
+
+    def extra_repr(self) -> str:
+        return f"kind={self.kind!r}"
 
 
 class DropPath(nn.Module):

@@ -33,6 +33,7 @@ __all__ = [
     "get_spec",
     "is_model",
     "list_models",
+    "list_pretrained",
     "name_for",
     "register",
     "split_tag",
@@ -58,9 +59,43 @@ def split_tag(name: str) -> tuple[str, str | None]:
     return model, (tag if dot and tag else None)
 
 
-def list_models(pattern: str = "*") -> list[str]:
-    """Registered names matching a shell-style ``pattern`` (e.g. ``"*lite*"``), sorted."""
-    return sorted(n for n in _REGISTRY if fnmatch.fnmatch(n, pattern))
+def list_models(
+    pattern: str | list[str] = "*",
+    pretrained: bool = False,
+    include_tags: bool | None = None,
+    exclude_filters: str | list[str] = "",
+) -> list[str]:
+    """Registered names matching a shell-style ``pattern`` (e.g. ``"*lite*"``), sorted.
+
+    timm's signature: ``pretrained=True`` keeps names with catalogued weights and, unless
+    ``include_tags=False``, lists each weight as ``name.tag``; ``exclude_filters`` drops
+    matches. The weight catalog (``effnet.weights.records``) is plain data, read lazily.
+    """
+    patterns = [pattern] if isinstance(pattern, str) else list(pattern)
+    excludes = [exclude_filters] if isinstance(exclude_filters, str) else list(exclude_filters)
+    include_tags = pretrained if include_tags is None else include_tags
+    names: list[str] = list(_REGISTRY)
+    if pretrained or include_tags:
+        from effnet.weights.records import list_records
+
+        by_name: dict[str, list[str]] = {}
+        for record in list_records():
+            by_name.setdefault(record.model, []).append(record.name)
+        if pretrained:
+            names = [n for n in names if n in by_name]
+        if include_tags:
+            names = [tagged for n in names for tagged in by_name.get(n, [n])]
+    return sorted(
+        n
+        for n in names
+        if any(fnmatch.fnmatch(n, p) or fnmatch.fnmatch(split_tag(n)[0], p) for p in patterns)
+        and not any(e and fnmatch.fnmatch(n, e) for e in excludes)
+    )
+
+
+def list_pretrained(pattern: str = "*", exclude_filters: str | list[str] = "") -> list[str]:
+    """Every catalogued weight as ``name.tag`` (timm's ``list_pretrained``)."""
+    return list_models(pattern, pretrained=True, include_tags=True, exclude_filters=exclude_filters)
 
 
 def is_model(name: str) -> bool:

@@ -14,7 +14,7 @@ from __future__ import annotations
 import bisect
 import math
 from dataclasses import asdict, dataclass, field, replace
-from typing import Literal
+from typing import Any, Literal
 
 from effnet.scaling import (
     PAPER,
@@ -160,6 +160,23 @@ class PreprocessConfig:
             "mean": list(self.mean),
             "std": list(self.std),
         }
+
+    def with_cfg(self, cfg: dict[str, Any]) -> PreprocessConfig:
+        """This preprocessing with timm-style ``pretrained_cfg`` keys applied (``input_size``
+        as an int or (C, H, W), ``crop_pct``, ``interpolation``, ``mean``, ``std``)."""
+        changes: dict[str, Any] = {}
+        if "input_size" in cfg:
+            size = cfg["input_size"]
+            changes["input_size"] = int(size[-1] if isinstance(size, (tuple, list)) else size)
+        for key in ("crop_pct", "interpolation", "mean", "std"):
+            if key in cfg:
+                value = cfg[key]
+                changes[key] = tuple(value) if key in ("mean", "std") else value
+        if "crop_pct" in changes or "input_size" in changes:
+            changes["resize"] = None  # the ratio decides again
+            if "crop_pct" not in changes and self.resize is not None:
+                changes["crop_pct"] = self.crop_pct
+        return replace(self, **changes)
 
     @classmethod
     def from_dict(cls, data: dict[str, object]) -> PreprocessConfig:

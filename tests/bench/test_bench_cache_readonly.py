@@ -50,7 +50,7 @@ def test_choose_with_a_read_only_cache_still_answers(
     with pytest.warns(UserWarning, match="cannot write"):
         choice = choose(
             1e6,
-            candidates=["efficientnet_lite0"],
+            candidates=["tf_efficientnet_lite0"],
             resolution=32,
             runtime="eager",
             cache=MeasurementCache(tmp_path / "ro"),
@@ -59,7 +59,7 @@ def test_choose_with_a_read_only_cache_still_answers(
             repeats=1,
             progress=False,
         )
-    assert choice.best is not None and choice.best.model == "efficientnet_lite0"
+    assert choice.best is not None and choice.best.model == "tf_efficientnet_lite0"
 
 
 def test_cli_choose_with_a_read_only_cache_prints_the_answer(
@@ -72,9 +72,9 @@ def test_cli_choose_with_a_read_only_cache_prints_the_answer(
     parser = argparse.ArgumentParser(prog="effnet")
     perf.add_commands(parser.add_subparsers(dest="command"))
     args = parser.parse_args(
-        ["choose", "--latency-ms", "100000", "--models", "efficientnet_lite0", "--res", "32",
+        ["choose", "--latency-ms", "100000", "--models", "tf_efficientnet_lite0", "--res", "32",
          "--runtime", "eager", "--repeats", "1", "--threads", "1"]
     )  # fmt: skip
     with pytest.warns(UserWarning, match="cannot write"):
         assert args.func(args) == 0
-    assert "choose: efficientnet_lite0" in capsys.readouterr().out
+    assert "choose: tf_efficientnet_lite0" in capsys.readouterr().out

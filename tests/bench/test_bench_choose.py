@@ -23,7 +23,7 @@ from effnet.bench import (
 from effnet.cli import perf
 from helpers.torch_threads import one_torch_thread as one_torch_thread  # autouse
 
-TWO = ["efficientnet_b0", "efficientnet_lite0"]
+TWO = ["efficientnet_b0", "tf_efficientnet_lite0"]
 
 
 def _choose(tmp_path, budget: float, **kwargs):

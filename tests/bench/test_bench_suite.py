@@ -29,7 +29,7 @@ from helpers.torch_threads import one_torch_thread as one_torch_thread  # autous
 
 def test_bench_two_small_variants_with_peers() -> None:
     report = bench(
-        ["efficientnet_b0", "efficientnet_lite0"],
+        ["efficientnet_b0", "tf_efficientnet_lite0"],
         batches=[1, 2],
         resolutions=[32],
         runtimes=["eager", "optimized"],
@@ -46,8 +46,8 @@ def test_bench_two_small_variants_with_peers() -> None:
         assert ("efficientnet_b0", "effnet", "optimized", batch) in keys
         assert ("efficientnet_b0", "torchvision", "eager", batch) in keys
         assert ("efficientnet_b0", "timm", "eager", batch) in keys
-        assert ("efficientnet_lite0", "timm", "eager", batch) in keys  # timm's TF port
-        assert ("efficientnet_lite0", "torchvision", "eager", batch) not in keys  # tv has none
+        assert ("tf_efficientnet_lite0", "timm", "eager", batch) in keys  # timm's own name
+        assert ("tf_efficientnet_lite0", "torchvision", "eager", batch) not in keys  # none in tv
     for row in report.rows:
         assert not row.error, row.error
         assert row.median_ms > 0 and row.p90_ms >= row.median_ms >= row.min_ms

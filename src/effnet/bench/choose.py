@@ -34,18 +34,17 @@ __all__ = ["Choice", "ChoiceRow", "choose", "pareto_front", "plot_choice", "publ
 
 
 def published_top1(name: str) -> tuple[float | None, int | None, str]:
-    """(top-1, eval resolution, source) of a variant's default weights in the weights catalog;
-    None when it has none (pass such a candidate with its own number: ``(name, top1)``)."""
-    from effnet.weights import default_record
+    """(top-1, eval resolution, source) of a name's weights in the weights catalog: its default
+    weights' published top-1, else the best published one among its other tags (the source
+    names the tag to load); None when none has a number (pass such a candidate with its own
+    number: ``(name, top1)``)."""
+    from effnet.weights import list_records
 
-    try:
-        record = default_record(name)
-    except (KeyError, LookupError, ValueError):
+    published = [r for r in list_records(name) if r.top1 is not None]
+    if not published:
         return None, None, ""
-    if record.top1 is None:
-        return None, None, ""
-    size = getattr(getattr(record, "preprocess", None), "input_size", None)
-    return float(record.top1), size, f"weights catalog ({record.tag})"
+    record = next((r for r in published if r.default), max(published, key=lambda r: r.top1))
+    return float(record.top1), record.preprocess.input_size, f"weights catalog ({record.tag})"
 
 
 @dataclass

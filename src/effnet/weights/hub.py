@@ -35,7 +35,17 @@ from tqdm.auto import tqdm
 from effnet.errors import DownloadError
 from effnet.weights.records import WeightRecord
 
-__all__ = ["DownloadError", "OfflineError", "cache_dir", "download", "fetch", "is_offline"]
+__all__ = [
+    "DownloadError",
+    "OfflineError",
+    "cache_dir",
+    "download",
+    "fetch",
+    "hf_cached",
+    "hub_file",
+    "is_offline",
+    "torch_hub_path",
+]
 
 _CHUNK = 1 << 20
 STALE_AFTER_S = 6 * 3600
@@ -308,15 +318,91 @@ def package_path(record: WeightRecord) -> Path | None:
     return path if path.is_file() else None
 
 
+def torch_hub_path(record: WeightRecord) -> Path:
+    """Where ``torch.hub.load_state_dict_from_url`` (torchvision, older timm) keeps this file:
+    ``$TORCH_HOME/hub/checkpoints/<file>``."""
+    import torch.hub
+
+    return Path(torch.hub.get_dir()) / "checkpoints" / record.filename
+
+
+_HF_FILES = ("model.safetensors", "pytorch_model.bin")
+
+
+def hf_cached(repo: str) -> Path | None:
+    """A weights file of Hub repository ``repo`` already in Hugging Face's shared cache."""
+    try:
+        from huggingface_hub import try_to_load_from_cache
+    except ImportError:
+        return None
+    for filename in _HF_FILES:
+        found = try_to_load_from_cache(repo, filename)
+        if isinstance(found, str) and Path(found).is_file():
+            return Path(found)
+    return None
+
+
+def hub_file(repo: str, filename: str, revision: str | None = None) -> Path:
+    """``filename`` of Hub repository ``repo`` through ``huggingface_hub`` (its shared cache,
+    ``HF_HUB_OFFLINE``, tokens); effnet's offline switch is honoured too."""
+    try:
+        from huggingface_hub import hf_hub_download
+        from huggingface_hub.errors import EntryNotFoundError, LocalEntryNotFoundError
+    except ImportError as exc:
+        raise DownloadError(
+            f"{repo}/{filename} is on the Hugging Face Hub; pip install huggingface_hub (or "
+            f"effnet[hub]) to fetch it"
+        ) from exc
+    try:
+        return Path(hf_hub_download(repo, filename, revision=revision,
+                                    local_files_only=is_offline()))  # fmt: skip
+    except LocalEntryNotFoundError as exc:
+        raise OfflineError(
+            f"{repo}/{filename} is not in the Hugging Face cache ({_hf_home()}) and effnet is "
+            f"offline: run `huggingface-cli download {repo} {filename}` on a networked machine "
+            f"and copy the cache, or unset EFFNET_OFFLINE/HF_HUB_OFFLINE"
+        ) from exc
+    except EntryNotFoundError as exc:
+        raise DownloadError(f"{repo} on the Hugging Face Hub has no file {filename}") from exc
+    except OSError as exc:
+        raise DownloadError(f"could not fetch {repo}/{filename} from the Hub: {exc}") from exc
+
+
+def _hf_home() -> str:
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        return str(HF_HUB_CACHE)
+    except ImportError:
+        return "~/.cache/huggingface/hub"
+
+
 def fetch(record: WeightRecord, progress: bool = True, offline: bool | None = None) -> Path:
-    """Local path of a record's file: from its PyPI package, the cache, or a download."""
+    """Local path of a record's file. Looked for, in order: a local copy the caller named
+    (``pretrained_cfg_overlay=dict(file=...)``), its PyPI package, effnet's cache, torch.hub's
+    cache (where torchvision and timm put GitHub-hosted files), Hugging Face's shared cache
+    (where timm puts Hub files); else downloaded: Hub-hosted files through ``huggingface_hub``
+    into its cache, others verified into effnet's cache."""
+    if record.local_file:
+        return Path(record.local_file)
     shipped = package_path(record)
     if shipped is not None:
         return shipped
     dest = cache_dir() / record.model / record.filename
-    if dest.is_file():
-        return dest
+    on_hub_only = bool(record.hf_hub_id) and (record.url or "").startswith(
+        "https://huggingface.co/"
+    )
+    candidates = [dest] if on_hub_only else [dest, torch_hub_path(record)]
+    for path in candidates:
+        if path.is_file():
+            return path
+    if record.hf_hub_id:
+        cached = hf_cached(record.hf_hub_id)
+        if cached is not None:
+            return cached
     offline = is_offline() if offline is None else offline
+    if on_hub_only and not offline:
+        return hub_file(record.hf_hub_id, record.filename)  # type: ignore[arg-type]
     if offline or not record.url:
         how = f"pip install {record.package.replace('_', '-')}" if record.package else ""
         source = f"download {record.url}" if record.url else ""

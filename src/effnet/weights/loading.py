@@ -71,7 +71,7 @@ def resolve_weights(
     for a file (``ra_in1k``, ``IMAGENET1K_V1``) -> that record; an existing path -> the path."""
     if pretrained is None or pretrained is False:
         return None
-    if pretrained is True:
+    if pretrained is True or pretrained == "DEFAULT":  # torchvision's name for the default
         return default_record(model)
     if not isinstance(pretrained, (str, os.PathLike)):
         raise ConfigError(
@@ -183,12 +183,15 @@ def build(
     features_only: bool = False,
     out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     preprocess: PreprocessConfig | None = None,
+    global_pool: str = "avg",
+    record: WeightRecord | None = None,
 ) -> nn.Module:
     """Construct the model of ``spec`` once and load ``loaded`` into it.
 
     ``num_classes=None`` keeps the weights' classifier (1000 without weights); another count keeps
     every pretrained weight but the classifier, which starts fresh. ``in_chans`` adapts the stem
-    (:func:`adapt_stem`). ``preprocess`` is the weights' unless given.
+    (:func:`adapt_stem`). ``preprocess`` is the weights' unless given; ``record`` describes
+    the weights (tag, url, Hub id) in ``model.pretrained_cfg``.
     """
     have_classes = loaded.num_classes if loaded is not None else 1000
     want_classes = have_classes if num_classes is None else num_classes
@@ -201,7 +204,7 @@ def build(
     if features_only:
         model = EfficientNetFeatures(spec, tuple(out_indices), want_chans, drop_path_rate)
     else:
-        model = EfficientNet(spec, want_classes, want_chans, drop_rate, drop_path_rate)
+        model = EfficientNet(spec, want_classes, want_chans, drop_rate, drop_path_rate, global_pool)
     new_head = features_only or want_classes != have_classes
     if loaded is not None:
         state = dict(loaded.state_dict)
@@ -223,7 +226,28 @@ def build(
     )
     if isinstance(model, EfficientNet) and loaded is not None and not new_head:
         model.class_names = list(loaded.classes) or None
+    if record is not None:
+        model.weights_info = {  # type: ignore[assignment]
+            "tag": record.tag, "url": record.url, "hf_hub_id": record.hf_hub_id,
+            "source": record.source, "license": record.license, "origin": record.origin,
+        }  # fmt: skip
     return model
+
+
+def record_for(
+    model: str, tag: str | None, source: WeightRecord | Path | None
+) -> WeightRecord | None:
+    """The record that describes a model built as ``model.tag`` from ``source``: the loaded one,
+    else the tagged or default record of the name (timm's ``pretrained_cfg`` exists without
+    weights too), else None (a custom network or a file)."""
+    if isinstance(source, WeightRecord):
+        return source
+    if isinstance(source, Path):
+        return None
+    try:
+        return find_record(model, tag) if tag else default_record(model)
+    except UnknownNameError:
+        return None
 
 
 def weights_for(

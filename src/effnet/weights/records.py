@@ -57,10 +57,32 @@ class WeightRecord:
     """The publisher's own name for the file (e.g. ``EfficientNet_B0_Weights.IMAGENET1K_V1``)."""
     license: str = ""
     default: bool = False
+    hf_hub_id: str | None = None
+    """The Hugging Face Hub repository that also hosts the file (timm's ``timm/NAME.TAG``)."""
+    local_file: str | None = None
+    """A local copy to read instead of fetching (``pretrained_cfg_overlay=dict(file=...)``)."""
 
     @property
     def name(self) -> str:
         return f"{self.model}.{self.tag}"
+
+    @property
+    def meta(self) -> dict[str, object]:
+        """torchvision's ``weights.meta``: categories, parameter count, metrics, recipe..."""
+        from effnet.registry import get_spec
+        from effnet.weights.labels import labels_for
+
+        spec = get_spec(self.model)
+        return {
+            "categories": labels_for(self.labels, self.num_classes),
+            "num_params": _num_params(self.model),
+            "min_size": (1, 1),
+            "_metrics": {"ImageNet-1K": {"acc@1": self.top1}} if self.top1 is not None else {},
+            "_docs": self.top1_note or f"{self.origin} ({self.license})",
+            "recipe": self.origin,
+            "resolution": spec.resolution,
+            "license": self.license,
+        }
 
     @property
     def filename(self) -> str:
@@ -73,6 +95,16 @@ class WeightRecord:
         from effnet.data import eval_transform
 
         return eval_transform(self.preprocess)
+
+
+def _num_params(model: str) -> int:
+    import torch
+
+    from effnet.registry import build_model
+
+    with torch.device("meta"):
+        net = build_model(model)
+    return sum(p.numel() for p in net.parameters())
 
 
 def _pp(
@@ -302,7 +334,7 @@ def _timm_records() -> list[WeightRecord]:
         records.append(WeightRecord(
             model, tag, "timm", "timm", _pp(size, crop, interp, inception), url=url,
             sha256=_hash_in_name(file), top1=top1, origin=f"timm {model}.{tag}",
-            license="Apache-2.0",
+            license="Apache-2.0", hf_hub_id=f"timm/{model}.{tag}",
         ))  # fmt: skip
     for model, rows in _TF_PORTS.items():
         size, crop, interp = _TF_EVAL[model[len("tf_") :]]
@@ -312,6 +344,7 @@ def _timm_records() -> list[WeightRecord]:
                 url=_TIMM_GH + _tf_release(model) + file, sha256=_hash_in_name(file),
                 top1=top1, top1_note="timm's measurement of the TF port" if top1 else "",
                 origin=f"timm {model}.{tag}", license="Apache-2.0",
+                hf_hub_id=f"timm/{model}.{tag}",
             ))  # fmt: skip
     return records
 
