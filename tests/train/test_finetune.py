@@ -259,6 +259,7 @@ def test_cli_flags_and_yaml_config(folder: Path, weights: Path, tmp_path: Path) 
         load_config(yaml_file)
 
 
+@pytest.mark.slow  # real data: decodes all 2,624 ELPV cells
 def test_real_elpv_cells_grayscale_through_rgb_stem(tmp_path: Path) -> None:
     """Real ELPV cells (grayscale PNGs) through the real pretrained Lite0's RGB stem."""
     pytest.importorskip("elpv_dataset")
