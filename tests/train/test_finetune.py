@@ -289,6 +289,7 @@ def test_top_level_python_api_is_the_workflow() -> None:
     import effnet.train
 
     assert effnet.finetune is effnet.train.finetune
+    assert effnet.resume is effnet.train.resume
     assert effnet.FinetuneConfig is effnet.train.FinetuneConfig
     assert effnet.TrainConfig().weights == "none"  # from scratch by default
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):
