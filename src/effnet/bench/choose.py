@@ -61,7 +61,8 @@ class ChoiceRow:
     """Multiply-adds per image at ``resolution``."""
     params: int
     latency_ms: float | None = None
-    """Median time of one batch here (None: not measured)."""
+    """Median time of one batch here (None: not measured); then its 90th percentile and the
+    images per second the median gives."""
     p90_ms: float | None = None
     images_per_s: float | None = None
     within_budget: bool = False
