@@ -174,12 +174,12 @@ def main(argv: list[str] | None = None) -> int:
     def table(rows: dict[str, Any]) -> dict[str, Any]:
         return {
             k: {
-                "median_ms": r.median_ms,
-                "p90_ms": r.p90_ms,
-                "min_ms": r.min_ms,
-                "images_per_s": r.images_per_s,
-                "gflops_per_s": r.gflops_per_s,
-                "peak_memory_mb": r.peak_memory_mb,
+                "median_ms": round(r.median_ms, 3),
+                "p90_ms": round(r.p90_ms, 3),
+                "min_ms": round(r.min_ms, 3),
+                "images_per_s": round(r.images_per_s, 2),
+                "gflops_per_s": round(r.gflops_per_s, 2),
+                "peak_memory_mb": None if r.peak_memory_mb is None else round(r.peak_memory_mb, 1),
                 **({"error": r.error} if r.error else {}),
             }
             for k, r in rows.items()

@@ -15,7 +15,7 @@ from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
-__all__ = ["METADATA_KEY", "atomic_write", "write_json", "write_text"]
+__all__ = ["METADATA_KEY", "atomic_write", "read_json", "write_json", "write_text"]
 
 METADATA_KEY = "effnet"
 """The key of effnet's JSON metadata inside a file: a safetensors header entry, an ONNX
@@ -43,6 +43,14 @@ def atomic_write(path: str | os.PathLike[str], write: Callable[[Path], Any]) -> 
     finally:
         tmp.unlink(missing_ok=True)  # gone after the rename; on an error, clean up
     return target
+
+
+def read_json(path: str | os.PathLike[str], error: type[Exception], fix: str) -> Any:
+    """The JSON in ``path``; a file that is not JSON raises ``error`` that says ``fix``."""
+    try:
+        return json.loads(Path(path).read_text(encoding="utf-8"))
+    except json.JSONDecodeError as exc:
+        raise error(f"{path} is not valid JSON ({exc}); {fix}") from None
 
 
 def write_text(path: str | os.PathLike[str], text: str) -> Path:

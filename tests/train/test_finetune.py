@@ -259,6 +259,7 @@ def test_cli_flags_and_yaml_config(folder: Path, weights: Path, tmp_path: Path) 
         load_config(yaml_file)
 
 
+@pytest.mark.slow  # real data: decodes all 2,624 ELPV cells
 def test_real_elpv_cells_grayscale_through_rgb_stem(tmp_path: Path) -> None:
     """Real ELPV cells (grayscale PNGs) through the real pretrained Lite0's RGB stem."""
     pytest.importorskip("elpv_dataset")
@@ -288,6 +289,7 @@ def test_top_level_python_api_is_the_workflow() -> None:
     import effnet.train
 
     assert effnet.finetune is effnet.train.finetune
+    assert effnet.resume is effnet.train.resume
     assert effnet.FinetuneConfig is effnet.train.FinetuneConfig
     assert effnet.TrainConfig().weights == "none"  # from scratch by default
     with pytest.raises(AttributeError, match="no attribute 'nonsense'"):

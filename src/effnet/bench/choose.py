@@ -49,19 +49,27 @@ def published_top1(name: str) -> tuple[float | None, int | None, str]:
 
 @dataclass
 class ChoiceRow:
+    """One candidate: what it promises (published top-1), costs, and measured here."""
+
     model: str
     top1: float
+    """Published ImageNet top-1 (%) of its default weights, or the number the caller gave."""
     top1_source: str
     resolution: int
     gmacs: float
+    """Multiply-adds per image at ``resolution``."""
     params: int
     latency_ms: float | None = None
+    """Median time of one batch here (None: not measured); then its 90th percentile and the
+    images per second the median gives."""
     p90_ms: float | None = None
     images_per_s: float | None = None
     within_budget: bool = False
+    """Its median latency is within the budget."""
     pareto: bool = False
     cached: bool = False
     skipped: str = ""
+    """Why it was not measured (a cheaper candidate already took over twice the budget)."""
 
 
 @dataclass
@@ -222,16 +230,8 @@ def choose(
         r.pareto = True
     eligible = [r for r in rows if r.within_budget and (min_top1 is None or r.top1 >= min_top1)]
     best = max(eligible, key=lambda r: (r.top1, -(r.latency_ms or 0.0)), default=None)
-    choice = Choice(
-        best=best,
-        rows=rows,
-        latency_budget_ms=latency_ms,
-        batch=batch,
-        runtime=runtime,
-        threads=num_threads,
-        min_top1=min_top1,
-        cache_file=str(store.path) if store is not None else None,
-    )
+    cache_file = str(store.path) if store is not None else None
+    choice = Choice(best, rows, latency_ms, batch, runtime, num_threads, min_top1, None, cache_file)
     measured = _measured(rows)
     if best is None and measured:
         ms, fastest = min(measured, key=lambda pair: pair[0])

@@ -15,6 +15,8 @@ from functools import lru_cache
 from importlib import metadata
 from typing import Any
 
+from effnet.host import usable_cores
+
 __all__ = ["cpu_info", "fingerprint", "fingerprint_key", "library_versions"]
 
 # Flags that change which kernels oneDNN / MLAS / OpenVINO pick (and so the speed).
@@ -61,10 +63,6 @@ def cpu_info() -> dict[str, Any]:
     """CPU model, family, kernel-relevant flags and core counts."""
     raw = _read_cpuinfo()
     flags = set((raw.get("flags") or raw.get("Features") or "").split())
-    try:
-        usable = len(os.sched_getaffinity(0))
-    except AttributeError:  # not on Linux
-        usable = os.cpu_count() or 1
     return {
         "model": raw.get("model name") or platform.processor() or platform.machine(),
         "vendor": raw.get("vendor_id", ""),
@@ -74,7 +72,7 @@ def cpu_info() -> dict[str, Any]:
         "flags": sorted(f for f in _KERNEL_FLAGS if f in flags),
         "all_flags_sha": hashlib.sha256(" ".join(sorted(flags)).encode()).hexdigest()[:12],
         "logical_cores": os.cpu_count() or 1,
-        "usable_cores": usable,
+        "usable_cores": usable_cores(),
     }
 
 

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from effnet.cli.flags import add_flags, given
+from effnet.cli.flags import add_command, add_flags, given
 from effnet.cli.models import parse_phis
 from effnet.cli.output import format_table, print_json
 from effnet.errors import ConfigError
@@ -23,23 +23,18 @@ from effnet.lab import (
 from effnet.lab.tables import BaseOptions
 from effnet.scaling import PAPER, Coefficients
 
+_DESCRIPTION = (
+    "Run the paper's scaling experiments on your own data and hardware. Trials run serially, in "
+    "a process pool or on Ray; results land in one directory and a re-run resumes, skipping "
+    "finished trials."
+)
+
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    lab = sub.add_parser(
-        "lab",
-        help="scaling experiments: search alpha/beta/gamma, compound vs one-dimensional scaling",
-        description="Run the paper's scaling experiments on your own data and hardware. Trials "
-        "run serially, in a process pool or on Ray; results land in one directory and a re-run "
-        "resumes, skipping finished trials.",
-    )
+    summary = "scaling experiments: search alpha/beta/gamma, compound vs one-dimensional scaling"
+    lab = sub.add_parser("lab", help=summary, description=_DESCRIPTION)
     lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
-    p = lab_sub.add_parser(
-        "search",
-        help="grid-search (alpha, beta, gamma) at phi = 1 under alpha*beta^2*gamma^2 ~= budget",
-        description="Enumerate coefficient triples near the paper's under the budget, build each "
-        "phi = 1 model from the base, measure its MACs, train the ones on budget under one "
-        "short recipe and rank them by validation accuracy.",
-    )
+    p = add_command(lab_sub, cmd_search)
     _add_experiment(p)
     p.add_argument("--budget", type=float, default=2.0, help="compute growth per phi (2.0)")
     p.add_argument("--tolerance", type=float, default=0.05, help="on a*b^2*g^2 (0.05)")
@@ -50,27 +45,18 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         default=0.25,
         help="train only phi = 1 models within this of budget x the base's MACs (0.25)",
     )
-    p.set_defaults(func=cmd_search)
-    p = lab_sub.add_parser(
-        "compare",
-        help="depth-, width-, resolution-only and compound models at matched MACs",
-        description="At each compute target (a multiple of the base's measured MACs) build a "
-        "depth-only, width-only, resolution-only and compound model within --tolerance of it, "
-        "train them and the base under one recipe, and plot accuracy against MACs.",
-    )
+    p = add_command(lab_sub, cmd_compare)
     _add_experiment(p)
     p.add_argument("--targets", default="2,4", help="compute multiples of the base (2,4)")
     p.add_argument("--strategies", default=",".join(STRATEGIES), help="which curves")
     p.add_argument("--tolerance", type=float, default=0.05, help="MACs match tolerance (0.05)")
     _add_coefficients(p)
-    p.set_defaults(func=cmd_compare)
-    p = lab_sub.add_parser("ladder", help="a family's params and MACs per phi vs budget^phi")
+    p = add_command(lab_sub, cmd_ladder)
     add_flags(p.add_argument_group("base network"), BaseOptions)
     _add_coefficients(p)
     p.add_argument("--phi", default="0..4", help="'0..4' or '0,1,2.5' (default 0..4)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size (1000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_ladder)
 
 
 def _add_coefficients(p: argparse.ArgumentParser) -> None:
@@ -119,6 +105,12 @@ def _common(args: argparse.Namespace) -> dict:
 
 
 def cmd_search(args: argparse.Namespace) -> int:
+    """Grid-search (alpha, beta, gamma) at phi = 1 under alpha*beta^2*gamma^2 ~= budget.
+
+    Enumerate coefficient triples near the paper's under the budget, build each phi = 1 model
+    from the base, measure its MACs, train the ones on budget under one short recipe and rank
+    them by validation accuracy.
+    """
     grid = Grid.parse(args.grid) if args.grid.strip() else None
     result = search(
         **_common(args),
@@ -144,6 +136,12 @@ def cmd_search(args: argparse.Namespace) -> int:
 
 
 def cmd_compare(args: argparse.Namespace) -> int:
+    """Depth-, width-, resolution-only and compound models at matched MACs.
+
+    At each compute target (a multiple of the base's measured MACs) build a depth-only,
+    width-only, resolution-only and compound model within --tolerance of it, train them and the
+    base under one recipe, and plot accuracy against MACs.
+    """
     result = compare(
         **_common(args),
         targets=_numbers(args.targets, "--targets"),
@@ -168,6 +166,11 @@ def cmd_compare(args: argparse.Namespace) -> int:
 
 
 def cmd_ladder(args: argparse.Namespace) -> int:
+    """A family's params, MACs and resolution per phi, against budget^phi.
+
+    The family (alpha, beta, gamma) makes from a base, including a scaled-down base, and how
+    close its MACs come to (alpha*beta^2*gamma^2)^phi.
+    """
     base = BaseOptions(**given(args, BaseOptions)).resolve()
     coeffs = Coefficients(args.alpha, args.beta, args.gamma)
     rungs = family_ladder(parse_phis(args.phi), coeffs, base, num_classes=args.num_classes)

@@ -6,6 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
+from effnet.cli.flags import add_command, call
 from effnet.cli.output import format_table, print_json
 from effnet.errors import ConfigError
 
@@ -25,14 +26,7 @@ def _names(text: str) -> list[str]:
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser(
-        "export",
-        help="export a model or checkpoint to ONNX / TorchScript / ExportedProgram (+ int8)",
-        description="Folds BatchNorm, exports, reloads the file and prints its max logit "
-        "difference to the eager model. The preprocessing is written beside the file as "
-        "<file>.json. --int8 adds a static int8 ONNX model calibrated on --calib data and "
-        "refuses it when the held-out top-1 drops by more than --max-drop points.",
-    )
+    p = add_command(sub, cmd_export)
     p.add_argument("source", help="a model name (effnet list) or a checkpoint file")
     p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default="onnx")
     p.add_argument("--out", type=Path, help="output file (default: <model>.onnx/.ts/.pt2)")
@@ -43,25 +37,22 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--num-classes", type=int, help="classifier size when exporting by name")
     p.add_argument("--pretrained", action="store_true", help="with a name: load its weights")
     p.add_argument("--int8", action="store_true", help="also write a checked int8 ONNX model")
-    p.add_argument(
-        "--calib",
-        help="labelled data for --int8 (class folder, split folders, CSV, 'elpv'): calibration "
-        "on its train split, accuracy on its test split (the run's own, from its data.json)",
-    )
-    p.add_argument("--calib-label-mode", help="elpv only: 4class | binary (default: the run's)")
-    p.add_argument("--calib-images", type=int, default=512, help="calibration images (512)")
-    p.add_argument("--eval-images", type=int, help="held-out images to evaluate (all)")
-    p.add_argument("--max-drop", type=float, default=1.0, help="allowed top-1 drop, points")
-    p.add_argument("--threads", type=int, help="ONNX Runtime threads for the int8 check")
+    g = p.add_argument_group("int8 calibration and check")
+    g.add_argument("--calib", dest="data", help="labelled data: class folder, CSV, 'elpv'")
+    g.add_argument("--calib-label-mode", dest="label_mode", help="elpv: 4class | binary")
+    g.add_argument("--calib-images", dest="calibration_images", type=int, help="(512)")
+    g.add_argument("--eval-images", type=int, help="held-out images to evaluate (all)")
+    g.add_argument("--max-drop", type=float, help="allowed top-1 drop, points (1.0)")
+    g.add_argument("--threads", type=int, help="ONNX Runtime threads for the int8 check")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
-    p.set_defaults(func=cmd_export)
 
-    p = sub.add_parser("bench", help="latency, throughput, memory and GFLOP/s per runtime")
+    p = add_command(sub, cmd_bench)
     p.add_argument("models", nargs="*", default=["efficientnet_b0"], help="variant names")
-    p.add_argument("--batch", type=_ints, default=[1, 32], help="batch sizes, e.g. 1,32")
-    p.add_argument("--res", type=_ints, help="resolutions (default: each model's own)")
+    p.add_argument("--batch", dest="batches", type=_ints, default=[1, 32], help="e.g. 1,32")
+    p.add_argument("--res", dest="resolutions", type=_ints, help="(default: each model's own)")
     p.add_argument(
         "--runtime",
+        dest="runtimes",
         type=_names,
         default=["eager", "optimized", "onnx"],
         help="comma list of effnet.bench.EFFNET_RUNTIMES (default eager,optimized,onnx)",
@@ -74,65 +65,45 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         help="peak memory of each runner alone in a fresh process (default), during the first "
         "call in this process (inline), or not at all",
     )
-    p.add_argument("--threads", type=int, default=2, help="intra-op threads (default 2)")
+    p.add_argument("--threads", dest="num_threads", type=int, default=2, help="(default 2)")
     p.add_argument("--warmup", type=int, default=3)
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_bench)
 
-    p = sub.add_parser(
-        "choose",
-        help="the most accurate variant that meets a latency budget on this machine",
-        description="Measures candidate variants here (cached per hardware and library "
-        "versions) and picks the highest published ImageNet top-1 within the budget; prints the "
-        "Pareto table and can plot it.",
-    )
+    p = add_command(sub, cmd_choose)
     p.add_argument("--latency-ms", type=float, required=True, help="budget per batch, ms")
     p.add_argument("--batch", type=int, default=1)
     p.add_argument("--runtime", default="onnx", help="an effnet bench runtime (default onnx)")
     p.add_argument("--min-top1", type=float, help="ignore variants below this top-1 (%%)")
-    p.add_argument("--models", type=_names, help="candidates (default: all with a top-1)")
-    p.add_argument("--res", type=int, help="measure all candidates at this size")
-    p.add_argument("--threads", type=int, help="intra-op threads (default: library default)")
+    p.add_argument("--models", dest="candidates", type=_names, help="(default: all with a top-1)")
+    p.add_argument("--res", dest="resolution", type=int, help="measure all at this size")
+    p.add_argument("--threads", dest="num_threads", type=int, help="intra-op threads")
     p.add_argument("--plot", type=Path, default=Path("choose.png"), help="PNG (choose.png)")
-    p.add_argument("--no-plot", action="store_true")
-    p.add_argument("--no-cache", action="store_true", help="measure again, store nothing")
-    p.add_argument("--all", action="store_true", help="measure even hopeless candidates")
+    p.add_argument("--no-plot", dest="plot", action="store_const", const=False)
+    p.add_argument("--no-cache", dest="cache", action="store_false", help="measure again")
+    p.add_argument("--all", dest="measure_all", action="store_true", help="measure all")
     p.add_argument("--repeats", type=int, default=10)
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_choose)
 
 
 def cmd_export(args: argparse.Namespace) -> int:
+    """Export a model or checkpoint to ONNX / TorchScript / ExportedProgram (+ int8).
+
+    Folds BatchNorm, exports, reloads the file and prints its max logit difference to the eager
+    model. The preprocessing is written beside the file as <file>.json. --int8 adds a static
+    int8 ONNX model calibrated on the train split of --calib data and refuses it when the top-1
+    on its held-out split (the fine-tuning run's own, from its data.json) drops by more than
+    --max-drop points.
+    """
     from effnet.export import Int8Options, export_source
 
-    if args.int8 and not args.calib:
+    if args.int8 and not args.data:
         raise ConfigError(
             "--int8 needs labelled data to calibrate and check accuracy: pass --calib DIR "
             "(class folders), a CSV, or 'elpv'"
         )
-    int8 = None
-    if args.int8:
-        int8 = Int8Options(
-            args.calib,
-            args.calib_label_mode,
-            args.calib_images,
-            args.eval_images,
-            args.max_drop,
-            args.threads,
-        )
-    result = export_source(
-        args.source,
-        args.out,
-        args.format,
-        resolution=args.resolution,
-        dynamic_batch=args.dynamic_batch,
-        opset=args.opset,
-        model=args.model,
-        num_classes=args.num_classes,
-        pretrained=args.pretrained,
-        int8=int8,
-    )
+    int8 = call(Int8Options, args) if args.int8 else None
+    result = call(export_source, args, int8=int8)
     code = 3 if "int8_refused" in result.extra else 0
     if args.json:
         print_json(result.to_dict())
@@ -144,47 +115,30 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
+    """Latency, throughput, memory and GFLOP/s per runtime (optionally vs timm/torchvision)."""
     from effnet.bench import bench
 
-    report = bench(
-        args.models,
-        batches=args.batch,
-        resolutions=args.res,
-        runtimes=args.runtime,
-        peers=args.peers,
-        num_threads=args.threads,
-        warmup=args.warmup,
-        repeats=args.repeats,
-        memory=False if args.memory == "off" else args.memory,
-        progress=not args.json,
-    )
+    memory = False if args.memory == "off" else args.memory
+    report = call(bench, args, memory=memory, progress=not args.json)
     if args.json:
         print_json(report.to_dict())
         return 0
     cpu = report.environment["cpu"]
-    print(f"{cpu['model']}, {cpu['usable_cores']} cores, threads={args.threads}")
+    print(f"{cpu['model']}, {cpu['usable_cores']} cores, threads={args.num_threads}")
     print(format_table(*report.table()))
     print("\n".join(report.costs()))
     return 0
 
 
 def cmd_choose(args: argparse.Namespace) -> int:
+    """The most accurate variant that meets a latency budget on this machine.
+
+    Measures candidate variants here (cached per hardware and library versions) and picks the
+    highest published ImageNet top-1 within the budget; prints the Pareto table and can plot it.
+    """
     from effnet.bench import choose
 
-    choice = choose(
-        args.latency_ms,
-        batch=args.batch,
-        runtime=args.runtime,
-        min_top1=args.min_top1,
-        candidates=args.models,
-        resolution=args.res,
-        num_threads=args.threads,
-        cache=not args.no_cache,
-        plot=None if args.no_plot else args.plot,
-        repeats=args.repeats,
-        measure_all=args.all,
-        progress=not args.json,
-    )
+    choice = call(choose, args, plot=args.plot or None, progress=not args.json)
     if args.json:
         print_json(choice.to_dict())
         return 0 if choice.best else 1

@@ -10,8 +10,9 @@ from __future__ import annotations
 import argparse
 import os
 import sys
+from collections.abc import Callable
 
-from effnet.cli.flags import add_flags, given
+from effnet.cli.flags import add_command, add_flags, call, given
 from effnet.cli.output import print_json
 from effnet.errors import ConfigError
 from effnet.train import (
@@ -31,50 +32,45 @@ _SKIP = ("extra",)
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    for name, cls, help_text in (
-        ("finetune", FinetuneConfig, "two-phase transfer learning on your images (or ELPV)"),
-        ("train", TrainConfig, "train from scratch (one phase; torchrun for several processes)"),
-    ):
-        p = sub.add_parser(name, help=help_text, description=_DESCRIPTIONS[name])
+    for handler, cls in ((cmd_finetune, FinetuneConfig), (cmd_train, TrainConfig)):
+        p = add_command(sub, handler)
         p.add_argument("--config", help="YAML file of config keys (flags override it)")
-        p.add_argument(
-            "--resume",
-            metavar="RUN_DIR",
-            help="continue an interrupted run; flags given change only what a resume allows",
-        )
+        p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
         add_flags(p, cls, _SKIP)
-        p.set_defaults(func=cmd_run, config_class=cls)
-
-    p = sub.add_parser("evaluate", help="the test report of a checkpoint on any labelled data")
+    p = add_command(sub, cmd_evaluate)
     p.add_argument("checkpoint", help="an effnet checkpoint file or a fine-tuning run directory")
     p.add_argument("--data", required=True, help="folder, split folders, CSV, or elpv")
     p.add_argument("--label-mode", help="elpv only: 4class | binary (default: the run's)")
-    p.add_argument(
-        "--split",
-        choices=SPLITS,
-        default="auto",
-        help="auto: the run's held-out test split when --data is its data, else all",
-    )
+    p.add_argument("--split", choices=SPLITS, default="auto", help="auto: the run's test split")
     p.add_argument("--batch-size", type=int, default=64)
     p.add_argument("--tta", action="store_true", help="average over horizontal flips")
     p.add_argument("--out", help="folder for eval_report.json and eval_confusion.png")
     p.add_argument("--json", action="store_true", help="print the whole report as JSON")
-    p.set_defaults(func=cmd_evaluate)
 
 
-_DESCRIPTIONS = {
-    "finetune": "Phase 1 trains a new head on the frozen pretrained backbone; phase 2 fine-tunes "
-    "everything with a small, decaying learning rate. Writes checkpoints, metrics, a test report "
-    "and plots to the run directory.",
-    "train": "Train an EfficientNet from random initialisation with the paper-style recipe "
-    "options (SGD/RMSProp/AdamW, warmup + cosine or step decay, EMA, label smoothing, stochastic "
-    "depth, progressive learning). Under `torchrun --nproc_per_node=N -m effnet train ...` every "
-    "process joins one job; --batch-size is per process.",
-}
+def cmd_finetune(args: argparse.Namespace) -> int:
+    """Two-phase transfer learning on your images (or the embedded ELPV dataset).
+
+    Phase 1 trains a new head on the frozen pretrained backbone; phase 2 fine-tunes everything
+    with a small, decaying learning rate. Writes checkpoints, metrics, a test report and plots to
+    the run directory. With --resume RUN_DIR the flags given are the changes a resume allows
+    (how the run executes, --early-stop, --tta, a longer --epochs); others are refused.
+    """
+    return _run(args, FinetuneConfig, finetune)
 
 
-def cmd_run(args: argparse.Namespace) -> int:
-    cls = args.config_class
+def cmd_train(args: argparse.Namespace) -> int:
+    """Train from scratch (one phase; works under torchrun for multi-process/multi-node).
+
+    Train an EfficientNet from random initialisation with the paper-style recipe options
+    (SGD/RMSProp/AdamW, warmup + cosine or step decay, EMA, label smoothing, stochastic depth,
+    progressive learning). Under `torchrun --nproc_per_node=N -m effnet train ...` every process
+    joins one job; --batch-size is per process.
+    """
+    return _run(args, TrainConfig, train)
+
+
+def _run(args: argparse.Namespace, cls: type, workflow: Callable[..., FinetuneResult]) -> int:
     flags = given(args, cls, _SKIP)
     if args.resume:
         if args.config:
@@ -82,31 +78,22 @@ def cmd_run(args: argparse.Namespace) -> int:
         result = resume(args.resume, **flags)
     else:
         base = load_config(args.config, cls()) if args.config else cls()
-        config = merge_config(base, flags)
-        result = (train if cls is TrainConfig else finetune)(config)
+        result = workflow(merge_config(base, flags))
     if os.environ.get("RANK", "0") == "0":
-        _print_result(result)
+        print(f"\nrun directory: {result.run_dir}")
+        for name, path in result.files.items():
+            print(f"  {name:>9}: {path}")
+        print(f"  checkpoint: {result.best_checkpoint}")
     return 0
 
 
-def _print_result(result: FinetuneResult) -> None:
-    print(f"\nrun directory: {result.run_dir}")
-    for name, path in result.files.items():
-        print(f"  {name:>9}: {path}")
-    print(f"  checkpoint: {result.best_checkpoint}")
-
-
 def cmd_evaluate(args: argparse.Namespace) -> int:
-    report = evaluate_checkpoint(
-        args.checkpoint,
-        args.data,
-        label_mode=args.label_mode,
-        split=args.split,
-        batch_size=args.batch_size,
-        tta=args.tta,
-        out=args.out,
-        progress=sys.stderr.isatty(),
-    )
+    """The test report of a checkpoint on any labelled data.
+
+    --split auto evaluates on the run's own held-out test split (from its data.json) when --data
+    is the data it trained on, else on every image.
+    """
+    report = call(evaluate_checkpoint, args, progress=sys.stderr.isatty())
     if args.json:
         print_json(report)
         return 0

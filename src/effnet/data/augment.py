@@ -27,6 +27,7 @@ from effnet.data.transforms import (
     normalize_stats,
     resolve_in_chans,
 )
+from effnet.errors import ConfigError
 from effnet.specs import PreprocessConfig
 
 __all__ = [
@@ -47,7 +48,7 @@ ERASE_PROB = 0.25
 
 def _check_preset(preset: str) -> None:
     if preset not in PRESETS:
-        raise ValueError(
+        raise ConfigError(
             f"unknown augmentation preset {preset!r}; expected one of {', '.join(PRESETS)}"
         )
 
@@ -88,15 +89,15 @@ def train_transform(
         )
     out = cfg.input_size if size is None else size
     if out < 8:
-        raise ValueError(f"size must be >= 8 pixels, got {out}")
+        raise ConfigError(f"size must be >= 8 pixels, got {out}")
     if magnitude is not None:
         if preset not in ("medium", "heavy"):
-            raise ValueError(
+            raise ConfigError(
                 f"magnitude only applies to the RandAugment presets (medium, heavy), got "
                 f"preset {preset!r}; drop magnitude or pick one of those"
             )
         if not 0 <= magnitude < RANDAUGMENT_BINS:
-            raise ValueError(
+            raise ConfigError(
                 f"RandAugment magnitude must be in [0, {RANDAUGMENT_BINS - 1}], got {magnitude}"
             )
     interp = interpolation_mode(cfg.interpolation)

@@ -12,6 +12,7 @@ import torch
 from torch.utils.data import WeightedRandomSampler
 
 from effnet.data.datasets import LabelledSet
+from effnet.errors import ConfigError
 
 __all__ = ["balanced_sampler", "class_counts", "class_weights"]
 
@@ -26,7 +27,9 @@ def class_counts(labels: LabelledSet | Sequence[int], num_classes: int | None = 
     counts = [0] * num_classes
     for y in labels:
         if not 0 <= y < num_classes:
-            raise ValueError(f"label {y} is outside [0, {num_classes}); pass the right num_classes")
+            raise ConfigError(
+                f"label {y} is outside [0, {num_classes}); pass the right num_classes"
+            )
         counts[y] += 1
     return counts
 
@@ -38,7 +41,7 @@ def class_weights(counts: Sequence[int], *, power: float = 1.0) -> torch.Tensor:
     ones; ``power=0.5`` is the softer square-root weighting often better on very skewed sets.
     """
     if not counts or any(n <= 0 for n in counts):
-        raise ValueError(
+        raise ConfigError(
             f"every class needs at least one sample to get a weight, got counts {list(counts)}; "
             "drop empty classes first"
         )

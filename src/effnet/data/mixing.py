@@ -13,6 +13,8 @@ import random
 
 import torch
 
+from effnet.errors import ConfigError
+
 __all__ = ["MixupCutmix", "one_hot"]
 
 
@@ -23,7 +25,7 @@ def one_hot(labels: torch.Tensor, num_classes: int, smoothing: float = 0.0) -> t
     ``1 - smoothing`` on the true class, so each row sums to 1.
     """
     if labels.ndim != 1 or labels.dtype.is_floating_point:
-        raise ValueError(
+        raise ConfigError(
             f"expected (N,) integer class labels, got dtype {labels.dtype} shape "
             f"{tuple(labels.shape)}"
         )
@@ -53,12 +55,12 @@ class MixupCutmix:
         seed: int | None = None,
     ) -> None:
         if num_classes < 2:
-            raise ValueError(f"num_classes must be >= 2, got {num_classes}")
+            raise ConfigError(f"num_classes must be >= 2, got {num_classes}")
         for name, value in (("prob", prob), ("switch_prob", switch_prob)):
             if not 0.0 <= value <= 1.0:
-                raise ValueError(f"{name} must be in [0, 1], got {value}")
+                raise ConfigError(f"{name} must be in [0, 1], got {value}")
         if not 0.0 <= label_smoothing < 1.0:
-            raise ValueError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
+            raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_classes = num_classes
         self.mixup_alpha = mixup_alpha
         self.cutmix_alpha = cutmix_alpha
@@ -71,7 +73,7 @@ class MixupCutmix:
     def set_alphas(self, mixup_alpha: float, cutmix_alpha: float) -> None:
         """Change the mixing strength (between progressive-learning stages)."""
         if mixup_alpha < 0 or cutmix_alpha < 0:
-            raise ValueError(
+            raise ConfigError(
                 f"alphas must be >= 0 (0 disables), got mixup {mixup_alpha}, cutmix {cutmix_alpha}"
             )
         self.mixup_alpha = float(mixup_alpha)
@@ -85,7 +87,7 @@ class MixupCutmix:
         self, images: torch.Tensor, labels: torch.Tensor
     ) -> tuple[torch.Tensor, torch.Tensor]:
         if images.ndim != 4 or images.shape[0] != labels.shape[0]:
-            raise ValueError(
+            raise ConfigError(
                 f"expected images (N, C, H, W) and labels (N,), got {tuple(images.shape)} and "
                 f"{tuple(labels.shape)}"
             )

@@ -9,7 +9,6 @@ its record lists under ``test`` (or ``val``), never a split recomputed from sett
 from __future__ import annotations
 
 import dataclasses
-import json
 import os
 from pathlib import Path
 from typing import Any
@@ -17,7 +16,7 @@ from typing import Any
 from effnet.data.datasets import DataSourceError, LabelledSet
 from effnet.data.sources import SourceSplits, load_source
 from effnet.data.splits import SplitFractions, apply_split_record
-from effnet.files import write_json
+from effnet.files import read_json, write_json
 
 __all__ = [
     "DATA_RECORD",
@@ -52,12 +51,7 @@ def read_data_record(path: str | os.PathLike[str]) -> dict[str, Any] | None:
     found = find_data_record(path)
     if found is None:
         return None
-    try:
-        record = json.loads(found.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise DataSourceError(
-            f"{found} is not valid JSON ({exc}); restore it from the run"
-        ) from None
+    record = read_json(found, DataSourceError, "restore it from the run")
     if not isinstance(record, dict) or not isinstance(record.get("split"), dict):
         raise DataSourceError(
             f"{found} is not a run's data record (expected the keys source, label_mode and "

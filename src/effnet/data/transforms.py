@@ -15,6 +15,7 @@ from PIL import Image
 from torchvision.transforms import v2
 
 from effnet.data.images import to_rgb
+from effnet.errors import ConfigError
 from effnet.specs import PreprocessConfig
 
 __all__ = [
@@ -60,7 +61,7 @@ def resolve_in_chans(obj: object, in_chans: int | None = None) -> int:
     """Input channels: the explicit argument, else ``obj.in_chans`` (models), else 3."""
     chans = in_chans if in_chans is not None else getattr(obj, "in_chans", 3)
     if not isinstance(chans, int) or chans not in (1, 3):
-        raise ValueError(
+        raise ConfigError(
             f"in_chans must be 1 (grayscale model) or 3 (RGB model), got {chans!r}; other "
             "channel counts need a custom transform"
         )
@@ -71,7 +72,7 @@ def interpolation_mode(name: str) -> v2.InterpolationMode:
     try:
         return _INTERPOLATION[name]
     except KeyError:
-        raise ValueError(
+        raise ConfigError(
             f"interpolation must be one of {sorted(_INTERPOLATION)}, got {name!r}"
         ) from None
 
@@ -112,7 +113,7 @@ class ConvertChannels:
                 return img.expand(*img.shape[:-3], 3, *img.shape[-2:]).clone()
             if chans == 3 and self.in_chans == 1:
                 return v2.functional.rgb_to_grayscale(img, num_output_channels=1)
-            raise ValueError(
+            raise ConfigError(
                 f"expected an image tensor with 1 or 3 channels (shape (..., C, H, W)), got "
                 f"shape {tuple(img.shape)}; load pictures with effnet.data.load_image"
             )

@@ -149,19 +149,6 @@ def export_metadata(
     return meta
 
 
-def _prepare(
-    model: nn.Module, resolution: int | None, dynamic_batch: bool
-) -> tuple[nn.Module, torch.Tensor]:
-    """(folded contiguous copy, the fixed random parity batch at the export's resolution)."""
-    if not isinstance(model, nn.Module):
-        raise ConfigError(
-            f"expected a torch nn.Module (e.g. from effnet.create_model), got "
-            f"{type(model).__name__}"
-        )
-    folded = optimize(model, channels_last=False, check=False)
-    return folded, parity_input(folded, 2 if dynamic_batch else 1, resolution)
-
-
 @contextmanager
 def _eval(model: nn.Module) -> Iterator[nn.Module]:
     """Eval mode for the parity run, restoring the caller's mode afterwards."""
@@ -183,9 +170,10 @@ def _parity(reference: nn.Module, run: Any, x: torch.Tensor, dynamic_batch: bool
     return worst
 
 
-def export_onnx(
+def export_model(
     model: nn.Module,
-    path: str | os.PathLike[str],
+    path: str | os.PathLike[str] | None = None,
+    format: str = "onnx",
     *,
     resolution: int | None = None,
     dynamic_batch: bool = True,
@@ -194,58 +182,98 @@ def export_onnx(
     atol: float = PARITY_ATOL,
     metadata: dict[str, Any] | None = None,
 ) -> ExportResult:
-    """Export to ONNX (opset >= 17) with the dynamo exporter, then check it in ONNX Runtime.
+    """Export ``model``'s folded copy in ``format`` (one of :data:`FORMATS`), reload the file,
+    and check it against eager.
 
     The spatial size is fixed (``resolution``, default the model's input size), so SAME padding
-    is exported as static Conv pads; the batch dimension stays dynamic unless
-    ``dynamic_batch=False``. Raises :class:`~effnet.export.fold.ParityError` when ONNX Runtime's
-    logits differ from eager by more than ``atol``.
+    is exported as constants; the batch dimension stays dynamic unless ``dynamic_batch=False``.
+    ONNX needs ``opset`` >= 17 (the dynamo exporter); ExportedProgram files end in ``.pt2``.
+    ``metadata`` is added to the preprocessing and classes saved beside the file. Raises
+    :class:`~effnet.export.fold.ParityError` when the reloaded file's logits differ from eager
+    by more than ``atol``.
     """
-    import onnx
-
-    from effnet.export.graph import inspect_graph, set_metadata
-
-    if opset < 17:
+    if format not in FORMATS:
+        raise ConfigError(
+            f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}."
+            + did_you_mean(format, FORMATS)
+        )
+    if format == "onnx" and opset < 17:
         raise ConfigError(f"opset {opset} is too old: effnet exports opset >= 17 (default 18)")
-    start = time.perf_counter()
+    if path is None:
+        path = Path(getattr(getattr(model, "spec", None), "name", "model") + _SUFFIX[format])
     path = Path(path)
+    if format == "exported-program" and path.suffix != ".pt2":
+        raise ConfigError(
+            f"torch.export only loads files ending in .pt2, got {path.name}; use e.g. "
+            f"{path.with_suffix('.pt2').name}"
+        )
+    if not isinstance(model, nn.Module):
+        raise ConfigError(
+            f"expected a torch nn.Module (e.g. from effnet.create_model), got "
+            f"{type(model).__name__}"
+        )
+    start = time.perf_counter()
     path.parent.mkdir(parents=True, exist_ok=True)
-    folded, x = _prepare(model, resolution, dynamic_batch)
-    big = sum(p.numel() * p.element_size() for p in folded.parameters()) > 1.5 * 2**30
-    proto = _onnx_graph(folded, x, opset, dynamic_batch, big)
-    summary = inspect_graph(proto)
-    meta = export_metadata(
-        model, x.shape[-1], dynamic_batch, "onnx", opset=summary.opset, **(metadata or {})
-    )
-    diff = float("nan")
-    if big:  # over protobuf's 2 GB limit: weights go to a .data file, parity runs from disk
-        set_metadata(proto, meta)
-        onnx.save(proto, str(path), save_as_external_data=True, location=path.name + ".data")
-        if check:
-            diff = _onnx_parity(str(path), model, x, dynamic_batch, atol)
+    folded = optimize(model, channels_last=False, check=False)
+    x = parity_input(folded, 2 if dynamic_batch else 1, resolution)
+    meta = export_metadata(model, x.shape[-1], dynamic_batch, format, **(metadata or {}))
+    graph = None
+    if format == "onnx":
+        run, graph = _save_onnx(folded, x, path, opset, dynamic_batch, meta)
+        meta["opset"] = graph["opset"]
     else:
-        if check:
-            diff = _onnx_parity(proto.SerializeToString(), model, x, dynamic_batch, atol)
-        meta["parity_max_abs_diff"] = diff if check else None
-        set_metadata(proto, meta)
-        onnx.save(proto, str(path))
+        run = _TORCH_SAVERS[format](folded, x, path, dynamic_batch)
+    diff = float("nan")
+    if check:
+        diff = _parity(model, run, x, dynamic_batch)
+        if not diff <= atol:
+            raise ParityError(
+                f"{format} output differs from eager by {diff:.3g} (allowed {atol:g}); the export "
+                f"is not trustworthy: check the opset and your torch/onnxruntime versions"
+            )
     meta["parity_max_abs_diff"] = diff if check else None
     write_export_metadata(path, meta)
     seconds = time.perf_counter() - start
-    return ExportResult(path, "onnx", diff, atol, seconds, metadata_path(path), summary.to_dict())
+    return ExportResult(path, format, diff, atol, seconds, metadata_path(path), graph)
 
 
-def _onnx_graph(
-    folded: nn.Module, x: torch.Tensor, opset: int, dynamic_batch: bool, big: bool
-) -> Any:
-    """The dynamo exporter's graph, rewritten for ONNX Runtime, with constant padding checked."""
-    from effnet.export.graph import inspect_graph, optimize_graph
+def export_onnx(model: nn.Module, path: str | os.PathLike[str], **options: Any) -> ExportResult:
+    """:func:`export_model` to ONNX, checked in ONNX Runtime."""
+    return export_model(model, path, "onnx", **options)
 
+
+def export_torchscript(
+    model: nn.Module, path: str | os.PathLike[str], **options: Any
+) -> ExportResult:
+    """:func:`export_model` to TorchScript (``torch.jit.load``-able, no Python needed)."""
+    return export_model(model, path, "torchscript", **options)
+
+
+def export_program(model: nn.Module, path: str | os.PathLike[str], **options: Any) -> ExportResult:
+    """:func:`export_model` to a ``torch.export`` ExportedProgram (``.pt2``)."""
+    return export_model(model, path, "exported-program", **options)
+
+
+def _save_onnx(
+    folded: nn.Module,
+    x: torch.Tensor,
+    path: Path,
+    opset: int,
+    dynamic_batch: bool,
+    meta: dict[str, Any],
+) -> tuple[Callable[[torch.Tensor], Any], dict[str, Any]]:
+    """Export with the dynamo exporter, rewrite the graph for ONNX Runtime, check that padding
+    is constant, embed the metadata, save; (an ONNX Runtime runner of the file, its summary)."""
+    import onnx
+    import onnxruntime as ort
+
+    from effnet.export.graph import inspect_graph, optimize_graph, set_metadata
+
+    big = sum(p.numel() * p.element_size() for p in folded.parameters()) > 1.5 * 2**30
     dynamic_shapes = None
     if dynamic_batch:
         dynamic_shapes = {"x": {0: torch.export.Dim("batch", min=1, max=4096)}}
-    log = io.StringIO()
-    with warnings.catch_warnings(), redirect_stdout(log):  # the exporter prints progress
+    with warnings.catch_warnings(), redirect_stdout(io.StringIO()):  # it prints progress
         warnings.simplefilter("ignore")
         program = torch.onnx.export(
             folded,
@@ -265,28 +293,12 @@ def _onnx_graph(
             f"SAME padding should be constants at a fixed resolution: report this with your "
             f"torch version ({torch.__version__})"
         )
-    return proto
-
-
-def _onnx_parity(
-    model: str | bytes, reference: nn.Module, x: torch.Tensor, dynamic_batch: bool, atol: float
-) -> float:
-    import onnxruntime as ort
-
-    sess = ort.InferenceSession(model, providers=["CPUExecutionProvider"])
-    worst = _parity(
-        reference, lambda b: sess.run(None, {INPUT_NAME: b.numpy()})[0], x, dynamic_batch
-    )
-    _raise_if_over(worst, atol, "ONNX Runtime")
-    return worst
-
-
-def _raise_if_over(diff: float, atol: float, what: str) -> None:
-    if not diff <= atol:
-        raise ParityError(
-            f"{what} output differs from eager by {diff:.3g} (allowed {atol:g}); the export is "
-            f"not trustworthy: check the opset and your torch/onnxruntime versions"
-        )
+    set_metadata(proto, {**meta, "opset": summary.opset})
+    # over protobuf's 2 GB limit the weights go to a .data file beside the graph
+    extra = {"save_as_external_data": True, "location": path.name + ".data"} if big else {}
+    onnx.save(proto, str(path), **extra)
+    sess = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    return (lambda b: sess.run(None, {INPUT_NAME: b.numpy()})[0]), summary.to_dict()
 
 
 def _save_torchscript(folded: nn.Module, x: torch.Tensor, path: Path, dynamic: bool) -> Any:
@@ -303,77 +315,7 @@ def _save_program(folded: nn.Module, x: torch.Tensor, path: Path, dynamic: bool)
     return torch.export.load(str(path)).module()
 
 
-_TORCH_SAVERS: dict[str, tuple[str, Callable[[nn.Module, torch.Tensor, Path, bool], Any]]] = {
-    "torchscript": ("TorchScript", _save_torchscript),
-    "exported-program": ("ExportedProgram", _save_program),
+_TORCH_SAVERS: dict[str, Callable[[nn.Module, torch.Tensor, Path, bool], Any]] = {
+    "torchscript": _save_torchscript,
+    "exported-program": _save_program,
 }
-
-
-def _export_torch(
-    fmt: str,
-    model: nn.Module,
-    path: str | os.PathLike[str],
-    *,
-    resolution: int | None = None,
-    dynamic_batch: bool = True,
-    check: bool = True,
-    atol: float = PARITY_ATOL,
-    metadata: dict[str, Any] | None = None,
-) -> ExportResult:
-    """Save the folded model in a torch format, reload the file, check it against eager."""
-    start, path = time.perf_counter(), Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    folded, x = _prepare(model, resolution, dynamic_batch)
-    what, save = _TORCH_SAVERS[fmt]
-    loaded = save(folded, x, path, dynamic_batch)
-    diff = float("nan")
-    if check:
-        diff = _parity(model, loaded, x, dynamic_batch)
-        _raise_if_over(diff, atol, what)
-    meta = export_metadata(model, x.shape[-1], dynamic_batch, fmt, **(metadata or {}))
-    meta["parity_max_abs_diff"] = diff if check else None
-    write_export_metadata(path, meta)
-    return ExportResult(path, fmt, diff, atol, time.perf_counter() - start, metadata_path(path))
-
-
-def export_torchscript(
-    model: nn.Module, path: str | os.PathLike[str], **kwargs: Any
-) -> ExportResult:
-    """Trace the folded model to TorchScript (``torch.jit.load``-able, no Python needed).
-    Keyword arguments as :func:`export_onnx` (``resolution``, ``dynamic_batch``, ``check``,
-    ``atol``, ``metadata``)."""
-    return _export_torch("torchscript", model, path, **kwargs)
-
-
-def export_program(model: nn.Module, path: str | os.PathLike[str], **kwargs: Any) -> ExportResult:
-    """Save a ``torch.export`` ExportedProgram (``.pt2``; load with ``torch.export.load``).
-    Keyword arguments as :func:`export_torchscript`."""
-    if Path(path).suffix != ".pt2":
-        raise ConfigError(
-            f"torch.export only loads files ending in .pt2, got {Path(path).name}; use e.g. "
-            f"{Path(path).with_suffix('.pt2').name}"
-        )
-    return _export_torch("exported-program", model, path, **kwargs)
-
-
-def export_model(
-    model: nn.Module,
-    path: str | os.PathLike[str] | None = None,
-    format: str = "onnx",
-    **kwargs: Any,
-) -> ExportResult:
-    """Export ``model`` in ``format`` (one of :data:`FORMATS`); see the per-format functions."""
-    if format not in FORMATS:
-        raise ConfigError(
-            f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}."
-            + did_you_mean(format, FORMATS)
-        )
-    if path is None:
-        name = getattr(getattr(model, "spec", None), "name", "model")
-        path = Path(name + _SUFFIX[format])
-    exporters: dict[str, Callable[..., ExportResult]] = {
-        "onnx": export_onnx,
-        "torchscript": export_torchscript,
-        "exported-program": export_program,
-    }
-    return exporters[format](model, path, **kwargs)

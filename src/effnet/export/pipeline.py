@@ -9,6 +9,7 @@ so no image it was evaluated on was seen during calibration.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 from dataclasses import dataclass
 from pathlib import Path
@@ -69,6 +70,11 @@ class Int8Options:
     eval_images: int | None = None
     max_drop: float = 1.0
     threads: int | None = None
+
+    def quantize_options(self) -> dict[str, Any]:
+        """The options :func:`~effnet.export.quantize.quantize_int8` takes."""
+        data_only = ("data", "label_mode")
+        return {k: v for k, v in dataclasses.asdict(self).items() if k not in data_only}
 
 
 def int8_loaders(
@@ -143,23 +149,15 @@ def export_source(
         format,
         resolution=resolution,
         dynamic_batch=dynamic_batch or int8 is not None,
+        opset=opset,
         metadata={"source": meta.get("source", source)},
-        **({"opset": opset} if format == "onnx" else {}),
     )
     result.extra["source"] = meta.get("source", source)
     if int8 is None or loaders is None:
         return result
     target = result.path.with_name(result.path.name.removesuffix(".onnx") + ".int8.onnx")
     try:
-        report = quantize_int8(
-            result.path,
-            *loaders,
-            out=target,
-            max_drop=int8.max_drop,
-            calibration_images=int8.calibration_images,
-            eval_images=int8.eval_images,
-            threads=int8.threads,
-        )
+        report = quantize_int8(result.path, *loaders, out=target, **int8.quantize_options())
         result.int8 = report.to_dict()
     except Int8AccuracyError as exc:
         result.int8 = exc.report.to_dict()

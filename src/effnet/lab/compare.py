@@ -25,8 +25,8 @@ from effnet.lab.experiment import (
     write_summary,
 )
 from effnet.lab.families import STRATEGIES, Candidate, LabBase, base_candidate, match_macs
-from effnet.lab.runner import RunOptions, RunReport, TrialFn
-from effnet.lab.trial import DataConfig, Recipe, run_trial
+from effnet.lab.runner import RunReport
+from effnet.lab.trial import DataConfig
 from effnet.scaling import PAPER, Coefficients
 
 __all__ = ["CompareResult", "Verdict", "compare", "plan_compare"]
@@ -65,15 +65,18 @@ class Verdict:
         )
 
     def to_dict(self) -> dict[str, Any]:
-        return {
-            "target": self.target,
-            "compound_acc": self.compound,
-            "best_one_dimensional": self.best_other,
-            "best_one_dimensional_acc": self.best_other_acc,
-            "margin": self.margin,
-            "margin_std_error": self.noise,
-            "outcome": self.outcome,
-        }
+        return {key: getattr(self, name) for name, key in _VERDICT_KEYS} | {"outcome": self.outcome}
+
+
+_VERDICT_KEYS = (
+    ("target", "target"),
+    ("compound", "compound_acc"),
+    ("best_other", "best_one_dimensional"),
+    ("best_other_acc", "best_one_dimensional_acc"),
+    ("margin", "margin"),
+    ("noise", "margin_std_error"),
+)
+"""Verdict attribute -> its key in results.json."""
 
 
 @dataclass
@@ -184,16 +187,14 @@ def compare(
     strategies: Sequence[str] = STRATEGIES,
     coeffs: Coefficients = PAPER,
     tolerance: float = 0.05,
-    recipe: Recipe | None = None,
-    seeds: Sequence[int] = (0,),
-    run: RunOptions | None = None,
-    trial_fn: TrialFn = run_trial,
-    dry_run: bool = False,
+    **experiment: Any,
 ) -> CompareResult:
     """Run the comparison; trials, ``results.csv``/``.json`` and ``compare.png`` land in
     ``out_dir`` (default ``runs/lab-compare-<data>``). Re-running the same call resumes:
-    finished trials are not run again. ``dry_run``: match the models, train and write nothing."""
-    exp = prepare("compare", data, base, out_dir, recipe, seeds)
+    finished trials are not run again. ``experiment``: ``recipe``, ``seeds``, ``run``,
+    ``trial_fn`` and ``dry_run`` (match the models, train and write nothing), as
+    :func:`effnet.lab.experiment.prepare` takes them."""
+    exp = prepare("compare", data, base, out_dir, **experiment)
     candidates = plan_compare(
         base,
         targets,
@@ -203,7 +204,7 @@ def compare(
         num_classes=exp.splits.num_classes,
     )
     result = CompareResult(exp.out, base, candidates, [], [], None, exp.seeds)
-    if dry_run:
+    if exp.dry_run:
         return result
     trials = [
         exp.trial(f"{c.strategy}_x{c.target:g}_s{seed}", c, seed)
@@ -212,9 +213,7 @@ def compare(
     ]
     coefficients = {"alpha": coeffs.alpha, "beta": coeffs.beta, "gamma": coeffs.gamma}
     manifest = {"targets": sorted(set(targets)), "tolerance": tolerance}
-    result.report = exp.run(
-        candidates, trials, run, trial_fn, **manifest, coefficients=coefficients
-    )
+    result.report = exp.launch(candidates, trials, **manifest, coefficients=coefficients)
     rows = aggregate(result.report.results, lambda r: (r["strategy"], r["target"]))
     order = {s: i for i, s in enumerate(("base", *STRATEGIES))}
     result.points = sorted(rows.values(), key=lambda p: (p["target"], order[p["strategy"]]))

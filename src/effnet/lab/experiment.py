@@ -18,7 +18,7 @@ from effnet.data import SourceSplits, write_data_record
 from effnet.files import atomic_write, write_json
 from effnet.lab.families import Candidate, LabBase
 from effnet.lab.runner import RunOptions, RunReport, TrialFn, run_trials
-from effnet.lab.trial import DataConfig, Recipe, load_lab_data
+from effnet.lab.trial import DataConfig, Recipe, load_lab_data, run_trial
 from effnet.specs import spec_to_dict
 
 __all__ = [
@@ -130,7 +130,7 @@ def default_out_dir(kind: str, source: str) -> Path:
 @dataclass
 class Experiment:
     """An experiment about to run: its data (loaded once, so a bad source fails before any
-    trial), base, recipe, seeds and results folder."""
+    trial), base, recipe, seeds, results folder, and where and how its trials run."""
 
     kind: str
     data: DataConfig
@@ -139,18 +139,16 @@ class Experiment:
     recipe: Recipe
     seeds: tuple[int, ...]
     out: Path
+    options: RunOptions
+    trial_fn: TrialFn
+    dry_run: bool
 
     def trial(self, trial_id: str, candidate: Candidate, seed: int) -> dict[str, Any]:
         """The config :func:`effnet.lab.trial.run_trial` takes for ``candidate``."""
         return trial_config(self.kind, trial_id, candidate, seed, self.data, self.recipe)
 
-    def run(
-        self,
-        candidates: Iterable[Candidate],
-        trials: Sequence[dict[str, Any]],
-        options: RunOptions | None,
-        trial_fn: TrialFn,
-        **manifest: Any,
+    def launch(
+        self, candidates: Iterable[Candidate], trials: Sequence[dict[str, Any]], **manifest: Any
     ) -> RunReport:
         """Write ``lab.json`` (the resolved experiment) and ``data.json`` (its split, file for
         file), then run every trial not already finished in the results folder."""
@@ -169,23 +167,42 @@ class Experiment:
             },
         )
         write_data_record(self.out, self.splits)
-        where = dataclasses.asdict(options or RunOptions())
-        return run_trials(trials, self.out, **where, trial_fn=trial_fn)
+        where = dataclasses.asdict(self.options)
+        return run_trials(trials, self.out, **where, trial_fn=self.trial_fn)
 
 
 def prepare(
     kind: str,
     data: DataConfig,
     base: LabBase,
-    out_dir: str | Path | None,
-    recipe: Recipe | None,
-    seeds: Sequence[int],
+    out_dir: str | Path | None = None,
+    *,
+    recipe: Recipe | None = None,
+    seeds: Sequence[int] = (0,),
+    run: RunOptions | None = None,
+    trial_fn: TrialFn = run_trial,
+    dry_run: bool = False,
 ) -> Experiment:
-    """Load the data and settle the folder and recipe of an experiment (nothing is written)."""
+    """Load the data and settle everything an experiment needs; nothing is written yet.
+
+    ``out_dir`` defaults to ``runs/lab-<kind>-<data>``; ``run`` says where trials run (default:
+    serially, here); ``trial_fn`` trains one (tests pass stand-ins); ``dry_run``: plan only.
+    """
     data = data.resolved()
     out = Path(out_dir) if out_dir is not None else default_out_dir(kind, data.source)
     splits = load_lab_data(data)
-    return Experiment(kind, data, splits, base, recipe or Recipe(), tuple(seeds), out)
+    return Experiment(
+        kind,
+        data,
+        splits,
+        base,
+        recipe or Recipe(),
+        tuple(seeds),
+        out,
+        run or RunOptions(),
+        trial_fn,
+        dry_run,
+    )
 
 
 def _mean_spread(values: Sequence[float], prefix: str) -> dict[str, float | None]:

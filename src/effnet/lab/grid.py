@@ -13,6 +13,7 @@ import math
 import re
 from dataclasses import dataclass
 
+from effnet.errors import ConfigError
 from effnet.scaling import PAPER, Coefficients
 
 __all__ = ["DEFAULT_SPAN", "DEFAULT_STEP", "Grid", "axis", "default_grid", "enumerate_grid"]
@@ -34,11 +35,11 @@ def axis(low: float, high: float, step: float = DEFAULT_STEP) -> tuple[float, ..
     :class:`~effnet.scaling.Coefficients` rejects, so the axis simply starts at 1.0.
     """
     if not (math.isfinite(low) and math.isfinite(high) and math.isfinite(step)):
-        raise ValueError(f"grid axis needs finite numbers, got {low}:{high}:{step}")
+        raise ConfigError(f"grid axis needs finite numbers, got {low}:{high}:{step}")
     if step <= 0:
-        raise ValueError(f"grid step must be > 0, got {step}")
+        raise ConfigError(f"grid step must be > 0, got {step}")
     if high < low:
-        raise ValueError(f"grid axis runs low:high with low <= high, got {low}:{high}")
+        raise ConfigError(f"grid axis runs low:high with low <= high, got {low}:{high}")
     count = math.floor((high - low) / step + 1e-9) + 1
     values = (round(low + i * step, _DIGITS) for i in range(count))
     return tuple(v for v in values if v >= 1.0)
@@ -56,12 +57,12 @@ class Grid:
         for name in _AXES:
             values = getattr(self, name)
             if not values:
-                raise ValueError(
+                raise ConfigError(
                     f"the grid has no {name} values >= 1.0; give {name}=LOW:HIGH with HIGH >= 1"
                 )
             bad = [v for v in values if not (math.isfinite(v) and v >= 1.0)]
             if bad:
-                raise ValueError(f"{name} values must be finite and >= 1.0, got {bad}")
+                raise ConfigError(f"{name} values must be finite and >= 1.0, got {bad}")
 
     @property
     def size(self) -> int:
@@ -89,7 +90,7 @@ class Grid:
             name, sep, spec = part.partition("=")
             name = name.strip().lower()
             if not sep or name not in _AXES:
-                raise ValueError(
+                raise ConfigError(
                     f"expected grid axes like 'alpha=1.1:1.3 beta=1.0,1.1 gamma=1.1:1.2:0.05', "
                     f"got {part!r} in {text!r}"
                 )
@@ -107,7 +108,7 @@ def _parse_axis(name: str, spec: str) -> tuple[float, ...]:
         return tuple(sorted({round(float(v), _DIGITS) for v in spec.split(",") if v.strip()}))
     except ValueError as exc:
         detail = f" ({exc})" if str(exc) else ""
-        raise ValueError(
+        raise ConfigError(
             f"{name}={spec!r} is not a grid axis{detail}; expected LOW:HIGH, LOW:HIGH:STEP or "
             f"a comma list like 1.1,1.2"
         ) from None
@@ -141,7 +142,7 @@ def enumerate_grid(
     )
     if not kept:
         products = [c.flops_factor for c in triples]
-        raise ValueError(
+        raise ConfigError(
             f"no (alpha, beta, gamma) in the grid has alpha * beta^2 * gamma^2 within "
             f"{tolerance:.0%} of {budget:g}: the grid's products run from {min(products):.3f} "
             f"to {max(products):.3f}; move the grid toward the budget or widen the tolerance"

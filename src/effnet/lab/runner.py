@@ -30,7 +30,7 @@ from typing import Any
 from tqdm.auto import tqdm
 
 from effnet.errors import ConfigError, RunDirError, did_you_mean
-from effnet.files import write_json
+from effnet.files import read_json, write_json
 from effnet.host import torch_threads, usable_cores
 from effnet.lab.trial import failed_result, run_trial
 from effnet.train.config import setting
@@ -67,12 +67,7 @@ def _finished(out_dir: Path, config: dict[str, Any]) -> dict[str, Any] | None:
     path = _trial_path(out_dir, config["id"])
     if not path.is_file():
         return None
-    try:
-        result = json.loads(path.read_text(encoding="utf-8"))
-    except json.JSONDecodeError as exc:
-        raise RunDirError(
-            f"{path} is not valid JSON ({exc}); delete it to run that trial again"
-        ) from None
+    result = read_json(path, RunDirError, "delete it to run that trial again")
     if result.get("fingerprint") != config["fingerprint"]:
         raise RunDirError(
             f"{path} holds trial {config['id']!r} from a different configuration (data, recipe, "

@@ -21,8 +21,8 @@ from effnet.errors import ConfigError
 from effnet.lab.experiment import TIE, aggregate, prepare, run_summary, write_summary
 from effnet.lab.families import Candidate, LabBase, architecture_key, phi1_candidates
 from effnet.lab.grid import Grid, default_grid, enumerate_grid
-from effnet.lab.runner import RunOptions, RunReport, TrialFn
-from effnet.lab.trial import DataConfig, Recipe, run_trial
+from effnet.lab.runner import RunReport
+from effnet.lab.trial import DataConfig
 
 __all__ = ["SearchResult", "plan_search", "search", "triple_key", "twins"]
 
@@ -130,16 +130,14 @@ def search(
     tolerance: float = 0.05,
     grid: Grid | None = None,
     macs_tolerance: float = 0.25,
-    recipe: Recipe | None = None,
-    seeds: Sequence[int] = (0,),
-    run: RunOptions | None = None,
-    trial_fn: TrialFn = run_trial,
-    dry_run: bool = False,
+    **experiment: Any,
 ) -> SearchResult:
     """Run the search; results, ``results.csv``/``.json`` and ``search.png`` land in
     ``out_dir`` (default ``runs/lab-search-<data>``). Re-running the same call resumes: finished
-    trials are not run again. ``dry_run``: measure the candidates, train and write nothing."""
-    exp = prepare("search", data, base, out_dir, recipe, seeds)
+    trials are not run again. ``experiment``: ``recipe``, ``seeds``, ``run``, ``trial_fn`` and
+    ``dry_run`` (measure the candidates, train and write nothing), as
+    :func:`effnet.lab.experiment.prepare` takes them."""
+    exp = prepare("search", data, base, out_dir, **experiment)
     candidates = plan_search(
         base,
         budget=budget,
@@ -149,7 +147,7 @@ def search(
         num_classes=exp.splits.num_classes,
     )
     result = SearchResult(exp.out, base, budget, candidates, [], None, exp.seeds)
-    if dry_run:
+    if exp.dry_run:
         return result
     if not any(c.matched for c in candidates):
         ratios = ", ".join(f"{c.ratio:.2f}" for c in candidates)
@@ -167,7 +165,7 @@ def search(
     ]
     manifest = {"budget": budget, "tolerance": tolerance, "macs_tolerance": macs_tolerance}
     grid_text = (grid or default_grid()).describe()
-    result.report = exp.run(candidates, trials, run, trial_fn, **manifest, grid=grid_text)
+    result.report = exp.launch(candidates, trials, **manifest, grid=grid_text)
     result.ranking = _rank(result.report.results, same)
     result.files = write_summary(
         exp.out, result.report.results, {"kind": "search", **_summary(result)}

@@ -33,7 +33,9 @@ Table = tuple[list[str], list[list[Any]]]
 
 @dataclass(frozen=True)
 class BaseOptions:
-    """The network an experiment scales from (a variant, optionally scaled down first)."""
+    """The network an experiment scales from: a variant or base, optionally scaled down first
+    (width and depth multipliers, a smaller input size) so that a whole experiment fits a small
+    machine; :meth:`flags` rebuilds it on a command line."""
 
     base: str = setting("efficientnet_b0", "variant or base name")
     base_width: float = setting(1.0, "scale the base's width first")

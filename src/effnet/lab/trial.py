@@ -26,6 +26,7 @@ import torch.nn.functional as F
 from effnet.cost import profile
 from effnet.data import (
     PRESETS,
+    DecodedImages,
     LabelledSet,
     SourceSplits,
     SplitFractions,
@@ -41,7 +42,7 @@ from effnet.model import EfficientNet
 from effnet.specs import PreprocessConfig, spec_from_dict
 from effnet.train.config import setting
 from effnet.train.distributed import DistContext
-from effnet.train.loaders import ImageCache, epoch_seed, eval_loader, optimizer_steps, train_loader
+from effnet.train.loaders import epoch_seed, make_loader, optimizer_steps
 from effnet.train.loop import Epoch, TrainSetup, evaluate, fit
 from effnet.train.optim import OPTIMIZERS, SCHEDULES, build_optimizer, build_scheduler
 
@@ -139,14 +140,17 @@ def _subsample(part: LabelledSet | None, fraction: float, seed: int) -> Labelled
     return kept
 
 
-def load_lab_data(config: DataConfig) -> SourceSplits:
+def load_lab_data(config: DataConfig, images: DecodedImages | None = None) -> SourceSplits:
     """The source split as ``config`` says, subsampled; identical in every trial. Its record
-    lists the files each split kept (the experiment's ``data.json``)."""
+    lists the files each split kept (the experiment's ``data.json``). ``images`` keeps the
+    pictures the up-front check decoded, for the trial's loaders."""
     splits = load_source(
         config.source,
         label_mode=config.label_mode,
         fractions=SplitFractions.parse(config.split),
         seed=config.split_seed,
+        keep_images=images or False,
+        progress=False,
     )
     if splits.val is None:
         raise ConfigError(
@@ -186,7 +190,7 @@ def _train(
     recipe: Recipe,
     data: SourceSplits,
     pre: PreprocessConfig,
-    images: ImageCache,
+    images: DecodedImages,
     seed: int,
 ) -> list[dict[str, Any]]:
     """Train ``model`` under ``recipe`` with the library's loop; the per-epoch history."""
@@ -195,7 +199,7 @@ def _train(
 
     def loader(epoch: int) -> Any:  # workers=0: a trial is already one of several workers
         seed_e = epoch_seed(seed, "lab", epoch)
-        return train_loader(
+        return make_loader(
             data.train,
             transform,
             ctx,
@@ -231,13 +235,13 @@ def _score(
     model: EfficientNet,
     part: LabelledSet | None,
     pre: PreprocessConfig,
-    images: ImageCache,
+    images: DecodedImages,
     batch_size: int,
 ) -> tuple[float | None, float | None]:
     if part is None or len(part) == 0:
         return None, None
     tf = eval_transform(pre)
-    loader = eval_loader(part, tf, DistContext(), batch_size=batch_size, workers=0, images=images)
+    loader = make_loader(part, tf, DistContext(), batch_size=batch_size, workers=0, images=images)
     result = evaluate(model, loader, DistContext())
     return round(result.acc, 5), round(result.loss, 5)
 
@@ -254,20 +258,20 @@ def run_trial(config: dict[str, Any], threads: int = 0) -> dict[str, Any]:
     wall = time.perf_counter()
     with torch_threads(threads):
         recipe = Recipe(**config["recipe"])
-        data = load_lab_data(DataConfig(**config["data"]))
-        seed = int(config["seed"])
         # The recipe, not the spec, owns regularisation: every model of an experiment gets the same.
         spec = spec_from_dict(config["spec"]).replace(
             dropout=recipe.drop_rate, bn_momentum=recipe.bn_momentum
         )
+        # decoded once, kept at most twice the training size: 32-200 px models, 300 px images
+        images = DecodedImages(max_side=2 * spec.resolution)
+        data = load_lab_data(DataConfig(**config["data"]), images)
+        seed = int(config["seed"])
         torch.manual_seed(seed)  # initialisation
         model = EfficientNet(
             spec, num_classes=data.num_classes, drop_path_rate=recipe.drop_path_rate
         )
         cost = profile(model, spec.resolution)
         pre = PreprocessConfig(input_size=spec.resolution, crop_pct=recipe.crop_pct)
-        # decoded once, kept at most twice the training size: 32-200 px models, 300 px images
-        images = ImageCache(max_side=2 * spec.resolution)
         train_start = time.perf_counter()
         history = _train(model, recipe, data, pre, images, seed)
         train_s = time.perf_counter() - train_start

@@ -136,7 +136,7 @@ def recompute_predictions(
     from effnet.data import LabelledSet, eval_transform, recorded_splits
     from effnet.export.fold import optimize
     from effnet.train.distributed import DistContext
-    from effnet.train.loaders import eval_loader
+    from effnet.train.loaders import make_loader
     from effnet.train.loop import evaluate
 
     # the one place the report reads which images a run held out
@@ -161,7 +161,7 @@ def recompute_predictions(
             keep = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))
             chosen = sorted(keep[:CALIBRATION_SAMPLES].tolist())
             part = LabelledSet(tuple(part.samples[i] for i in chosen), part.classes, part.root)
-        loader = eval_loader(part, eval_transform(model), ctx, batch_size=batch_size, workers=0)
+        loader = make_loader(part, eval_transform(model), ctx, batch_size=batch_size, workers=0)
         result = evaluate(fast, loader, ctx, tta=tta, tta_vflip=vflip, desc=f"report {name}")
         paths = [str(p) for p, _ in part.samples]
         pred = Predictions.create(name, paths, result.targets, result.logits, part.classes)

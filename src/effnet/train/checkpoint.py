@@ -21,7 +21,7 @@ from torch import nn
 
 from effnet.errors import RunDirError
 from effnet.files import atomic_write, write_text
-from effnet.train.ema import ModelEma
+from effnet.train.loop import TrainSetup
 
 __all__ = [
     "STATE_FILE",
@@ -40,9 +40,10 @@ STATE_FILE = "last.train.pt"
 class RunState:
     """Where a run is and everything needed to continue it exactly.
 
-    The training objects (optimizer, scheduler, scaler, EMA, model) live in the phase that
-    trains; at the end of every epoch :meth:`capture` copies their state here, and a resumed
-    phase hands its freshly built objects to :meth:`restore`.
+    The training objects (optimizer, scheduler, scaler, EMA: a
+    :class:`~effnet.train.loop.TrainSetup`) live in the phase that trains; at the end of every
+    epoch :meth:`capture` copies their state here, and a resumed phase hands its freshly built
+    ones to :meth:`restore`.
     """
 
     phase: str = ""
@@ -77,43 +78,26 @@ class RunState:
         self.stale_epochs = 0 if improved else self.stale_epochs + 1
         return improved
 
-    def capture(
-        self,
-        phase: str,
-        epoch: int,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-        scaler: torch.amp.GradScaler | None = None,
-        ema: ModelEma | None = None,
-        model: nn.Module | None = None,
-    ) -> None:
-        """Copy the training objects' state after ``epoch`` (0-based) of ``phase``."""
+    def capture(self, phase: str, epoch: int, setup: TrainSetup, model: nn.Module | None) -> None:
+        """Copy the state of ``setup``'s optimizer, scheduler, scaler and EMA, and ``model``'s
+        raw weights, after ``epoch`` (0-based) of ``phase``."""
         self.phase, self.epoch = phase, epoch + 1
-        self.optimizer = optimizer.state_dict()
-        self.scheduler = scheduler.state_dict() if scheduler is not None else None
-        self.scaler = scaler.state_dict() if scaler is not None else None
-        self.ema = ema.state_dict() if ema is not None else None
-        self.model = model.state_dict() if model is not None else None
+        self.optimizer = setup.optimizer.state_dict()
+        for name in ("scheduler", "scaler", "ema"):
+            held = getattr(setup, name)
+            setattr(self, name, None if held is None else held.state_dict())
+        self.model = None if model is None else model.state_dict()
 
-    def restore(
-        self,
-        phase: str,
-        optimizer: torch.optim.Optimizer,
-        scheduler: torch.optim.lr_scheduler.LRScheduler | None = None,
-        scaler: torch.amp.GradScaler | None = None,
-        ema: ModelEma | None = None,
-        model: nn.Module | None = None,
-    ) -> None:
-        """Load the saved state into freshly built objects when this run stopped in ``phase``."""
+    def restore(self, phase: str, setup: TrainSetup, model: nn.Module | None) -> None:
+        """Load the saved state into ``setup``'s freshly built objects and ``model``, when this
+        run stopped in ``phase``."""
         if self.phase != phase or self.optimizer is None:
             return
-        optimizer.load_state_dict(self.optimizer)
-        if scheduler is not None and self.scheduler is not None:
-            scheduler.load_state_dict(self.scheduler)
-        if scaler is not None and self.scaler is not None:
-            scaler.load_state_dict(self.scaler)
-        if ema is not None and self.ema is not None:
-            ema.load_state_dict(self.ema)
+        setup.optimizer.load_state_dict(self.optimizer)
+        for name in ("scheduler", "scaler", "ema"):
+            held, saved = getattr(setup, name), getattr(self, name)
+            if held is not None and saved is not None:
+                held.load_state_dict(saved)
         if model is not None and self.model is not None:
             model.load_state_dict(self.model)
 

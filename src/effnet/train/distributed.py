@@ -11,6 +11,8 @@ from dataclasses import dataclass, field
 import torch
 import torch.distributed as dist
 
+from effnet.errors import ConfigError
+
 __all__ = ["DistContext", "init_distributed"]
 
 
@@ -55,7 +57,7 @@ def resolve_device(name: str, local_rank: int = 0) -> torch.device:
         )
     device = torch.device(name)
     if device.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(
+        raise ConfigError(
             "device 'cuda' was asked for but no CUDA GPU is available; use --device cpu"
         )
     return device

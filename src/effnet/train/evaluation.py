@@ -11,7 +11,7 @@ from effnet.data import LabelledSet, SourceSplits, eval_transform, load_source, 
 from effnet.errors import BadDataError, ConfigError, WeightsError
 from effnet.files import write_json
 from effnet.train.distributed import init_distributed
-from effnet.train.loaders import eval_loader
+from effnet.train.loaders import make_loader
 from effnet.train.loop import evaluate
 from effnet.train.metrics import classification_report
 from effnet.train.run import inference_copy
@@ -81,7 +81,7 @@ def evaluate_checkpoint(
     subset = _relabel(_select(splits, split), splits.classes, classes)
     ctx = init_distributed("auto")
     model.to(ctx.device)
-    loader = eval_loader(subset, eval_transform(model), ctx, batch_size=batch_size, workers=workers)
+    loader = make_loader(subset, eval_transform(model), ctx, batch_size=batch_size, workers=workers)
     result = evaluate(
         inference_copy(model, channels_last=False), loader, ctx, tta=tta, progress=progress
     )

@@ -43,7 +43,6 @@ from effnet.train.config import (
     save_config,
 )
 from effnet.train.distributed import init_distributed
-from effnet.train.loaders import ImageCache, num_workers
 from effnet.train.loop import resolve_amp
 from effnet.train.metrics import classification_report
 from effnet.train.phases import phase_full, phase_head, recalibrate_bn
@@ -176,6 +175,8 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
         label_mode=config.label_mode,
         fractions=SplitFractions.parse(config.split),
         seed=config.seed,
+        keep_images=config.cache_images,  # decoded once, here, before any loader worker forks
+        progress=config.progress and ctx.is_main,
     )
     model = build_model(config, data)
     if state.phase:
@@ -183,10 +184,6 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
     model.to(ctx.device)
     if config.channels_last:
         model.to(memory_format=torch.channels_last)
-    images = ImageCache() if config.cache_images else None
-    if images is not None and num_workers(config.workers) > 0:
-        parts = (data.train, data.val, data.test)
-        images.prefill([p for part in parts if part for p, _ in part.samples], config.progress)
     writer = None
     if ctx.is_main:
         save_config(config, run_dir / "config.yaml")
@@ -195,9 +192,8 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
             from torch.utils.tensorboard import SummaryWriter
 
             writer = SummaryWriter(str(run_dir / "tensorboard"))
-    run = Run(
-        config, ctx, run_dir, data, model, resolve_amp(config.amp, ctx.device), images, writer
-    )
+    amp = resolve_amp(config.amp, ctx.device)
+    run = Run(config, ctx, run_dir, data, model, amp, data.images, writer)
     d = data
     run.log(
         f"effnet finetune: {config.model} ({config.weights} weights) on {config.data}: "

@@ -1,5 +1,5 @@
 """DataLoaders for a run: seeded per epoch (so a resumed run replays the same batches), sharded
-under ``torchrun``, optionally class-balanced, with decoded images kept in memory.
+under ``torchrun``, optionally class-balanced, serving the pictures ``load_source`` decoded.
 
 A training loader decides alone whether its last, partial batch is dropped, so the number of
 optimizer steps an epoch takes is ``len(loader)`` (:func:`optimizer_steps`) wherever it is asked.
@@ -7,30 +7,18 @@ optimizer steps an epoch takes is ``len(loader)`` (:func:`optimizer_steps`) wher
 
 from __future__ import annotations
 
-import contextlib
 import math
-import os
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import torch
-from PIL import Image
 from torch.utils.data import DataLoader, Sampler
 
 from effnet.data import ImageDataset, LabelledSet, balanced_sampler, load_image
 from effnet.host import usable_cores
 from effnet.train.distributed import DistContext
 
-__all__ = [
-    "ImageCache",
-    "ShardSampler",
-    "epoch_seed",
-    "eval_loader",
-    "num_workers",
-    "optimizer_steps",
-    "train_loader",
-]
+__all__ = ["ShardSampler", "epoch_seed", "make_loader", "num_workers", "optimizer_steps"]
 
 
 def epoch_seed(seed: int, phase: str, epoch: int) -> int:
@@ -49,51 +37,6 @@ def num_workers(requested: int) -> int:
 def optimizer_steps(loader: DataLoader, accum_steps: int = 1) -> int:
     """Optimizer steps one epoch over ``loader`` takes (the last step may accumulate fewer)."""
     return max(1, math.ceil(len(loader) / accum_steps))
-
-
-class ImageCache:
-    """``load_image`` with a per-process memo: decode each file once, reuse it every epoch.
-
-    Decoding a 300x300 PNG costs as much as augmenting it; on a 2-core machine that time comes
-    straight out of the training step. Images are kept as PIL objects (8-bit), ~0.27 MB each at
-    300x300 RGB. ``max_side`` shrinks a picture whose short side is longer once, when it is
-    decoded: trials of the scaling lab train at 32-200 px, where keeping the originals would
-    cost ~10x the memory per worker and make every random crop resample a needlessly big
-    picture (twice the training size leaves a 35% crop near full detail).
-    """
-
-    def __init__(self, max_side: int | None = None) -> None:
-        self.max_side = max_side
-        self._memo: dict[str, Image.Image] = {}
-
-    def prefill(self, paths: list[Path], progress: bool = False) -> None:
-        """Decode ``paths`` now, in this process, so that forked loader workers inherit them
-        (a worker's own memo would die with it at the end of every epoch)."""
-        from tqdm.auto import tqdm
-
-        from effnet.data import UnreadableImageError
-
-        for path in tqdm(
-            paths, desc="decode", unit="img", leave=False, disable=None if progress else True
-        ):
-            with contextlib.suppress(UnreadableImageError):  # reported when actually used
-                self(path)
-
-    def __call__(self, path: str | os.PathLike[str]) -> Image.Image:
-        key = os.fspath(path)
-        image = self._memo.get(key)
-        if image is None:
-            image = self._shrink(load_image(Path(key)))
-            self._memo[key] = image
-        return image.copy()  # transforms must not edit the cached picture
-
-    def _shrink(self, image: Image.Image) -> Image.Image:
-        short = min(image.size)
-        if self.max_side is None or short <= self.max_side:
-            return image
-        w, h = image.size
-        size = (round(w * self.max_side / short), round(h * self.max_side / short))
-        return image.resize(size, Image.Resampling.BILINEAR, reducing_gap=2.0)
 
 
 class ShardSampler(Sampler[int]):
@@ -139,53 +82,32 @@ def _drops_last(per_rank: int, batch_size: int) -> bool:
     return per_rank > 2 * batch_size or per_rank % batch_size == 1
 
 
-def train_loader(
+def make_loader(
     data: LabelledSet,
     transform: Any,
     ctx: DistContext,
     *,
     batch_size: int,
-    seed: int,
+    seed: int | None = None,
     workers: int = -1,
     balance: bool = False,
     images: Any = None,
     whole_epoch: bool = False,
 ) -> DataLoader:
-    """A shuffled loader for one epoch (make one per epoch with that epoch's ``seed``).
+    """A loader over ``data``; ``images`` (a :class:`~effnet.data.DecodedImages`) serves the
+    pictures already decoded.
 
-    ``whole_epoch`` keeps the partial last batch (every image counts, e.g. BatchNorm
-    recalibration); otherwise the loader drops it by one rule for every caller.
+    With a ``seed``: one shuffled training epoch (make one per epoch with that epoch's seed),
+    the partial last batch dropped by one rule for every caller, unless ``whole_epoch`` keeps
+    it (every image counts, e.g. BatchNorm recalibration). Without: every sample exactly once,
+    in dataset order (strided across ranks under torchrun), for evaluation.
     """
-    sampler = _EpochSampler(data, seed, ctx, balance)
-    drop_last = not whole_epoch and _drops_last(len(sampler), batch_size)
-    return _loader(data, transform, sampler, ctx, batch_size, seed, workers, images, drop_last)
-
-
-def eval_loader(
-    data: LabelledSet,
-    transform: Any,
-    ctx: DistContext,
-    *,
-    batch_size: int,
-    workers: int = -1,
-    images: Any = None,
-) -> DataLoader:
-    """Every sample exactly once, in dataset order (strided across ranks under torchrun)."""
-    sampler = ShardSampler(len(data), ctx)
-    return _loader(data, transform, sampler, ctx, batch_size, 0, workers, images, False)
-
-
-def _loader(
-    data: LabelledSet,
-    transform: Any,
-    sampler: Sampler[int],
-    ctx: DistContext,
-    batch_size: int,
-    seed: int,
-    workers: int,
-    images: Any,
-    drop_last: bool,
-) -> DataLoader:
+    sampler: Sampler[int]
+    if seed is None:
+        sampler, drop_last = ShardSampler(len(data), ctx), False
+    else:
+        sampler = _EpochSampler(data, seed, ctx, balance)
+        drop_last = not whole_epoch and _drops_last(len(sampler), batch_size)
     n_workers = num_workers(workers)
     return DataLoader(
         ImageDataset(data, transform, loader=images or load_image),
@@ -194,7 +116,7 @@ def _loader(
         num_workers=n_workers,
         # the sampler's seed is shared (ranks must agree on the permutation); augmentation
         # randomness in the workers is per rank
-        generator=torch.Generator().manual_seed(seed + 104_729 * ctx.rank),
+        generator=torch.Generator().manual_seed((seed or 0) + 104_729 * ctx.rank),
         drop_last=drop_last,
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=False,

@@ -31,6 +31,7 @@ __all__ = [
     "evaluate",
     "extract_features",
     "fit",
+    "forward_all",
     "resolve_amp",
     "train_one_epoch",
 ]
@@ -267,67 +268,72 @@ def evaluate(
     loader: Batches,
     ctx: DistContext,
     *,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
     tta: bool = False,
     tta_vflip: bool = False,
-    progress: bool = False,
-    desc: str = "eval",
+    **options: Any,
 ) -> EvalResult:
     """Logits for every sample (gathered from all ranks), mean cross-entropy and accuracy.
 
     ``tta`` averages the softmax over the image and its horizontal flip (``tta_vflip``: also
-    the vertical and the double flip).
+    the vertical and the double flip). ``options``: ``amp_dtype``, ``channels_last``,
+    ``progress`` and ``desc``, as :func:`forward_all` takes them.
     """
+
+    def logits(x: torch.Tensor) -> torch.Tensor:
+        if not tta:
+            return model(x)
+        probs = torch.stack([model(v).float().softmax(1) for v in _flips(x, tta_vflip)])
+        return probs.mean(0).clamp_min(1e-12).log()
+
     model.eval()
     start = time.perf_counter()
-    all_logits, all_targets = [], []
-    for images, labels in _bar(loader, desc, progress and ctx.is_main):
-        images = _to_device(images, ctx.device, channels_last)
-        with autocast(ctx.device, amp_dtype):
-            if tta:
-                probs = torch.stack(
-                    [model(v).float().softmax(1) for v in _flips(images, tta_vflip)]
-                ).mean(0)
-                logits = probs.clamp_min(1e-12).log()
-            else:
-                logits = model(images).float()
-        all_logits.append(logits.cpu())
-        all_targets.append(labels.cpu())
-    logits = torch.cat(all_logits) if all_logits else torch.empty(0, 0)
-    targets = torch.cat(all_targets) if all_targets else torch.empty(0, dtype=torch.long)
+    outputs, targets = forward_all(logits, loader, ctx, **options)
     if ctx.enabled:
-        logits, targets = _gather_variable(logits, targets, ctx)
-    loss = F.cross_entropy(logits, targets).item() if len(targets) else float("nan")
-    acc = (logits.argmax(1) == targets).float().mean().item() if len(targets) else float("nan")
-    return EvalResult(loss, acc, logits, targets, time.perf_counter() - start)
+        outputs, targets = _gather_variable(outputs, targets, ctx)
+    loss = F.cross_entropy(outputs, targets).item() if len(targets) else float("nan")
+    acc = (outputs.argmax(1) == targets).float().mean().item() if len(targets) else float("nan")
+    return EvalResult(loss, acc, outputs, targets, time.perf_counter() - start)
 
 
 @torch.no_grad()
 def extract_features(
-    model: nn.Module,
-    loader: Batches,
-    ctx: DistContext,
-    *,
-    amp_dtype: torch.dtype | None = None,
-    channels_last: bool = False,
-    progress: bool = True,
-    desc: str = "features",
+    model: nn.Module, loader: Batches, ctx: DistContext, **options: Any
 ) -> tuple[torch.Tensor, torch.Tensor]:
-    """Pooled pre-logit features (N, C) and labels (N,) in the loader's order.
+    """Pooled pre-logit features (N, C) and labels (N,) in the loader's order (``options`` as
+    :func:`forward_all` takes them).
 
     With the backbone frozen and no random augmentation an image's features never change:
     phase 1 of fine-tuning computes them once and trains the head on them.
     """
     model.eval()
-    feats, labels = [], []
+    return forward_all(
+        lambda x: model.forward_head(model.forward_features(x), pre_logits=True),
+        loader,
+        ctx,
+        **{"desc": "features", **options},
+    )
+
+
+def forward_all(
+    forward: Callable[[torch.Tensor], torch.Tensor],
+    loader: Batches,
+    ctx: DistContext,
+    *,
+    amp_dtype: torch.dtype | None = None,
+    channels_last: bool = False,
+    progress: bool = False,
+    desc: str = "eval",
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """``forward`` of every batch (float32, on the CPU) and the labels, in the loader's order."""
+    outputs, labels = [], []
     for images, y in _bar(loader, desc, progress and ctx.is_main):
         images = _to_device(images, ctx.device, channels_last)
         with autocast(ctx.device, amp_dtype):
-            f = model.forward_head(model.forward_features(images), pre_logits=True)
-        feats.append(f.float().cpu())
-        labels.append(y)
-    return torch.cat(feats), torch.cat(labels)
+            outputs.append(forward(images).float().cpu())
+        labels.append(y.cpu())
+    if not outputs:
+        return torch.empty(0, 0), torch.empty(0, dtype=torch.long)
+    return torch.cat(outputs), torch.cat(labels)
 
 
 def _gather_variable(

@@ -71,7 +71,7 @@ def build_optimizer(
 ) -> torch.optim.Optimizer:
     groups = param_groups(named_params, weight_decay)
     if not groups:
-        raise ValueError("no trainable parameters: every parameter has requires_grad=False")
+        raise ConfigError("no trainable parameters: every parameter has requires_grad=False")
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":

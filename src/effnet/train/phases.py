@@ -21,7 +21,7 @@ from effnet.layers import DropPath
 from effnet.train.checkpoint import RunState
 from effnet.train.config import FinetuneConfig
 from effnet.train.ema import ModelEma
-from effnet.train.loaders import epoch_seed, eval_loader, optimizer_steps, train_loader
+from effnet.train.loaders import epoch_seed, make_loader, optimizer_steps
 from effnet.train.loop import Epoch, EpochStats, TrainSetup, extract_features, fit
 from effnet.train.optim import build_optimizer, build_scheduler
 from effnet.train.progressive import ProgressiveSchedule
@@ -54,7 +54,7 @@ def recalibrate_bn(run: Run) -> float:
         bn.reset_running_stats()
     # A fixed shuffle so batches mix classes, and momentum n_batch / n_seen so every image
     # weighs the same: the running means become the exact dataset means.
-    loader = train_loader(
+    loader = make_loader(
         run.data.train,
         train_transform(model.preprocess, "none"),
         ctx,
@@ -98,17 +98,32 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
     c, model, ctx = run.config, run.model, run.ctx
     freeze_backbone(model, frozen=True)
     optimizer = build_optimizer(model.named_parameters(), "adamw", c.head_lr, 1e-4)
-    state.restore("head", optimizer)
+    setup = TrainSetup(
+        model,
+        optimizer,
+        ctx,
+        amp_dtype=run.amp_dtype,
+        channels_last=c.channels_last,
+        progress=c.progress,
+        frozen_backbone=True,
+    )
+    state.restore("head", setup, None)
     loss_fn = make_loss(c, run.data, ctx.device, mixing=False)
     cached = c.cache_features and is_deterministic(c.head_augment) and not ctx.enabled
     start = time.perf_counter()
     epochs = range(state.done("head", c.head_epochs), c.head_epochs)
 
     def end(epoch: int, stats: EpochStats) -> bool:
-        state.capture("head", epoch, optimizer)
+        state.capture("head", epoch, setup, None)
         row = {"phase": "head", "epoch": epoch + 1, "lr": c.head_lr}
         end_epoch(run, state, row, stats, model)
         return False
+
+    def plan(epoch: int) -> Epoch:
+        seed = epoch_seed(c.seed, "head", epoch)
+        transform = train_transform(model.preprocess, c.head_augment, vflip=c.vflip)
+        loader = _train_loader(run, transform, seed)
+        return Epoch(loader, loss_fn, seed, desc=f"head {epoch + 1}/{c.head_epochs}")
 
     if cached:
         features, labels = _head_features(run)
@@ -117,22 +132,6 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
             torch.manual_seed(seed)
             end(epoch, _head_epoch_cached(run, optimizer, loss_fn, features, labels, seed))
     else:
-
-        def plan(epoch: int) -> Epoch:
-            seed = epoch_seed(c.seed, "head", epoch)
-            transform = train_transform(model.preprocess, c.head_augment, vflip=c.vflip)
-            loader = _train_loader(run, transform, seed)
-            return Epoch(loader, loss_fn, seed, desc=f"head {epoch + 1}/{c.head_epochs}")
-
-        setup = TrainSetup(
-            model,
-            optimizer,
-            ctx,
-            amp_dtype=run.amp_dtype,
-            channels_last=c.channels_last,
-            progress=c.progress,
-            frozen_backbone=True,
-        )
         fit(setup, epochs, plan, end)
     return {
         "head_seconds": round(time.perf_counter() - start, 2),
@@ -142,7 +141,7 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
 
 def _train_loader(run: Run, transform: Any, seed: int) -> Any:
     c = run.config
-    return train_loader(
+    return make_loader(
         run.data.train,
         transform,
         run.ctx,
@@ -158,7 +157,7 @@ def _head_features(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
     """The frozen backbone's pooled features of every training image, in dataset order: the
     transform the uncached path would use, computed once."""
     c, start = run.config, time.perf_counter()
-    loader = eval_loader(
+    loader = make_loader(
         run.data.train,
         train_transform(run.model.preprocess, "none"),
         run.ctx,
@@ -266,8 +265,7 @@ def _full_setup(run: Run, state: RunState) -> TrainSetup:
     scheduler = build_scheduler(optimizer, c, per_epoch)
     scaler = torch.amp.GradScaler("cuda") if run.amp_dtype == torch.float16 else None
     ema = ModelEma(model, c.ema) if c.ema > 0 else None
-    state.restore("full", optimizer, scheduler, scaler, ema, model)
-    return TrainSetup(
+    setup = TrainSetup(
         train_model,
         optimizer,
         ctx,
@@ -282,6 +280,8 @@ def _full_setup(run: Run, state: RunState) -> TrainSetup:
         progress=c.progress,
         frozen_modules=frozen,
     )
+    state.restore("full", setup, model)
+    return setup
 
 
 def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, float]:
@@ -321,9 +321,7 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
 
     def end(epoch: int, stats: EpochStats) -> bool:
         assert setup.scheduler is not None
-        state.capture(
-            "full", epoch, setup.optimizer, setup.scheduler, setup.scaler, setup.ema, model
-        )
+        state.capture("full", epoch, setup, model)
         row = {"phase": "full", "epoch": epoch + 1, "lr": setup.scheduler.get_last_lr()[0]}
         if schedule is not None:
             row["size"] = epoch_knobs(c, schedule, epoch).size

@@ -13,14 +13,14 @@ import torch
 import torch.nn.functional as F
 from torch import nn
 
-from effnet.data import SourceSplits, class_weights, eval_transform
+from effnet.data import DecodedImages, SourceSplits, class_weights, eval_transform
 from effnet.errors import ConfigError
 from effnet.factory import create_model
 from effnet.model import EfficientNet
 from effnet.train.checkpoint import RunState, save_checkpoint
 from effnet.train.config import FinetuneConfig
 from effnet.train.distributed import DistContext
-from effnet.train.loaders import ImageCache, eval_loader
+from effnet.train.loaders import make_loader
 from effnet.train.loop import EpochStats, EvalResult, evaluate
 
 __all__ = ["Run", "build_model", "end_epoch", "inference_copy", "score", "with_size"]
@@ -41,7 +41,8 @@ class Run:
     data: SourceSplits
     model: EfficientNet
     amp_dtype: torch.dtype | None
-    images: ImageCache | None
+    images: DecodedImages | None
+    """The pictures ``load_source`` decoded (``cache_images``), served to every loader."""
     writer: Any = None
     """A TensorBoard ``SummaryWriter`` (main process, ``--tensorboard``), else None."""
 
@@ -130,7 +131,7 @@ def inference_copy(model: nn.Module, channels_last: bool) -> nn.Module:
 def score(run: Run, model: nn.Module, part: Any, *, tta: bool = False) -> EvalResult:
     """Evaluate ``model``'s inference copy on one split of the run's data."""
     c = run.config
-    loader = eval_loader(
+    loader = make_loader(
         part,
         eval_transform(run.model),
         run.ctx,

@@ -58,3 +58,26 @@ def test_python_dash_m_entry_point() -> None:
     rows = json.loads(proc.stdout)
     assert [r["name"] for r in rows] == [f"efficientnet_lite{i}" for i in range(5)]
     assert rows[0]["params"] == 4_652_008
+
+
+def test_user_errors_are_one_line_with_their_exit_code_and_bugs_keep_their_traceback(
+    capsys: pytest.CaptureFixture[str], tmp_path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from effnet.cli import train as train_cli
+    from effnet.errors import EffnetError
+
+    # a user error (an EffnetError): one line on stderr, the error's exit code
+    code, _, err = run(capsys, "finetune", "--resume", str(tmp_path / "nothing-here"))
+    assert code == 2 and err.count("\n") == 1 and "config.yaml" in err
+    # the file system (OSError): one line, exit code 1
+    code, _, err = run(capsys, "export", str(tmp_path / "missing.safetensors"))
+    assert code == 1 and err.startswith("effnet export: error: no checkpoint at")
+
+    # anything else is a bug: it is not swallowed into a one-line message
+    def broken(*args: object, **kwargs: object) -> None:
+        raise TypeError("a bug")
+
+    monkeypatch.setattr(train_cli, "evaluate_checkpoint", broken)
+    with pytest.raises(TypeError, match="a bug"):
+        main(["evaluate", "ckpt", "--data", "x"])
+    assert issubclass(EffnetError, Exception) and not issubclass(TypeError, EffnetError)
