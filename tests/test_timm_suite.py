@@ -4,12 +4,14 @@ for effnet and run against every effnet name, plus timm's own data-config resolu
 
 What differs from timm's suite, and why:
 
-- inputs are 64 px (timm: up to 384) to keep the suite fast on 2 CPU cores; the checks do not
+- inputs are 32 px (timm: up to 384) to keep the suite fast on 2 CPU cores; the checks do not
   depend on the size;
-- names over 60M parameters (B7, B8, L2, V2-L, V2-XL in each flavour) run forward, backward,
+- names over 25M parameters (B5-B8, L2, V2-M/L/XL in each flavour) run forward, backward,
   features, intermediates and fx on the ``meta`` device (shapes and autograd only; timm's CI
-  skips L2 altogether), and skip TorchScript: scripting compiles the same module classes as the
-  smaller names of their family, which are scripted and run for real.
+  skips L2 altogether); those over 60M skip TorchScript: scripting compiles the same module
+  classes as the smaller names of their family, which are scripted and run for real;
+- fx and TorchScript of the names over 10M parameters (tracing and scripting take seconds
+  each) run in ``make test-slow``; ``make test`` runs them for every smaller name.
 """
 
 from __future__ import annotations
@@ -28,8 +30,9 @@ from effnet.weights import RECORDS
 timm = pytest.importorskip("timm")
 
 NAMES = effnet.list_models()
-SIZE = 64
-BIG = 60_000_000
+SIZE = 32
+BIG = 60_000_000  # no TorchScript above
+REAL = 25_000_000  # the meta device above
 
 
 def params_of(name: str) -> int:
@@ -41,7 +44,11 @@ PARAMS = {name: params_of(name) for name in NAMES}
 
 
 def device_for(name: str) -> torch.device:
-    return torch.device("meta") if PARAMS[name] > BIG else torch.device("cpu")
+    return torch.device("meta") if PARAMS[name] > REAL else torch.device("cpu")
+
+
+# tracing and scripting the big names takes seconds each: those run in `make test-slow`
+HEAVY = [pytest.param(n, marks=pytest.mark.slow) if PARAMS[n] > 10_000_000 else n for n in NAMES]
 
 
 @pytest.mark.parametrize("name", NAMES)
@@ -93,7 +100,7 @@ def test_features_and_forward_intermediates(name: str) -> None:
     assert [o.shape for o in only] == [o.shape for o in inter[-2:]]
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HEAVY)
 def test_fx_feature_extractor(name: str) -> None:
     from torchvision.models.feature_extraction import create_feature_extractor, get_graph_node_names
 
@@ -108,7 +115,7 @@ def test_fx_feature_extractor(name: str) -> None:
     assert out.shape == (1, 1000)
 
 
-@pytest.mark.parametrize("name", NAMES)
+@pytest.mark.parametrize("name", HEAVY)
 def test_torchscript(name: str) -> None:
     if PARAMS[name] > BIG:
         pytest.skip("over 60M parameters: its module classes are scripted with smaller names")

@@ -13,8 +13,9 @@ from dataclasses import dataclass, field
 import torch
 from torch import nn
 
-from effnet.layers import SqueezeExcite
-from effnet.model import EfficientNet
+from effnet.errors import ConfigError
+from effnet.layers import GlobalPool, SqueezeExcite
+from effnet.model import EfficientNet, input_size
 from effnet.scaling import PAPER, Coefficients, multipliers
 from effnet.specs import BASES, VARIANTS, ModelSpec, compound, variant_spec
 
@@ -57,6 +58,9 @@ def count_params(model: nn.Module, trainable_only: bool = False) -> int:
     return sum(p.numel() for p in model.parameters() if p.requires_grad or not trainable_only)
 
 
+_COUNTED = (nn.Conv2d, nn.Linear, SqueezeExcite, nn.AdaptiveAvgPool2d, GlobalPool)
+
+
 def _module_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int:
     """MACs of one leaf module for a batch of one image."""
     if isinstance(module, nn.Conv2d):
@@ -67,8 +71,10 @@ def _module_macs(module: nn.Module, inp: torch.Tensor, out: torch.Tensor) -> int
         return module.in_features * module.out_features
     if isinstance(module, SqueezeExcite):
         return 2 * inp[0].numel()  # the global average and the channel-wise rescale
-    if isinstance(module, (nn.AdaptiveAvgPool2d,)):
-        return inp[0].numel()
+    if isinstance(module, (nn.AdaptiveAvgPool2d, GlobalPool)):
+        return inp[0].numel() * (
+            2 if getattr(module, "kind", "avg") in ("avgmax", "catavgmax") else 1
+        )
     return 0
 
 
@@ -77,7 +83,7 @@ def _parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
     parts: list[tuple[str, nn.Module]] = []
     for name, child in model.named_children():
         if name == "stages":
-            parts.extend((f"stage{i + 1}", stage) for i, stage in enumerate(child))  # type: ignore[arg-type]
+            parts.extend((f"stage{i + 1}", stage) for i, stage in enumerate(child))
         else:
             parts.append((name, child))
     return parts
@@ -86,7 +92,7 @@ def _parts(model: nn.Module) -> list[tuple[str, nn.Module]]:
 def profile(model: nn.Module, resolution: int | tuple[int, int] | None = None) -> Cost:
     """Count parameters and MACs of ``model`` (any device, ``meta`` included) at one resolution."""
     if resolution is None:
-        resolution = getattr(getattr(model, "preprocess", None), "input_size", 224)
+        resolution = input_size(model)
     h, w = (resolution, resolution) if isinstance(resolution, int) else resolution
     first = next(model.parameters())
     in_chans = getattr(model, "in_chans", None) or 3
@@ -114,7 +120,7 @@ def profile(model: nn.Module, resolution: int | tuple[int, int] | None = None) -
         return record
 
     for module in model.modules():
-        if isinstance(module, (nn.Conv2d, nn.Linear, SqueezeExcite, nn.AdaptiveAvgPool2d)):
+        if isinstance(module, _COUNTED):
             handles.append(module.register_forward_hook(hook))
     for part, (_, mod) in zip(parts, _parts(model)):
         handles.append(mod.register_forward_hook(shape_hook(part)))
@@ -179,7 +185,7 @@ def ladder(
     c = coeffs or PAPER
     base_spec = BASES[base] if isinstance(base, str) else base
     if mode not in ("table", "formula"):
-        raise ValueError(f"mode must be 'table' or 'formula', got {mode!r}")
+        raise ConfigError(f"mode must be 'table' or 'formula', got {mode!r}")
 
     def spec_at(phi: float) -> tuple[ModelSpec, float, float, float]:
         if mode == "formula":
@@ -189,7 +195,7 @@ def ladder(
         names = [n for n, v in VARIANTS.items() if v.phi is not None and v.phi == phi]
         if not names:
             known = sorted(v.phi for v in VARIANTS.values() if v.phi is not None)
-            raise ValueError(
+            raise ConfigError(
                 f"the published table has no variant for phi={phi:g} (it has {known}); "
                 f"use mode='formula' for other values"
             )

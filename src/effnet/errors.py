@@ -17,6 +17,7 @@ __all__ = [
     "EffnetError",
     "RunDirError",
     "UnknownNameError",
+    "UnknownOptionError",
     "WeightsError",
 ]
 
@@ -40,6 +41,10 @@ class UnknownNameError(EffnetError, KeyError):
 
 class ConfigError(EffnetError, ValueError):
     """A configuration value of the wrong type, out of range, or inconsistent with another."""
+
+
+class UnknownOptionError(ConfigError, TypeError):
+    """A keyword no function of effnet's takes (a typo: the message lists the known ones)."""
 
 
 class BadDataError(EffnetError, ValueError):

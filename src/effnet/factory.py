@@ -127,7 +127,7 @@ def create_model(
     )
     for cfg in (hub_cfg.get("pretrained_cfg"), pretrained_cfg_overlay):
         if cfg:
-            model.preprocess = model.preprocess.with_cfg(cfg)  # type: ignore[union-attr, operator]
+            model.preprocess = model.preprocess.with_cfg(cfg)
     labels = hub_cfg.get("label_names") or []
     if isinstance(model, EfficientNet) and labels and len(labels) == model.num_classes:
         model.class_names = list(labels)

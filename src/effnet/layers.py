@@ -19,6 +19,8 @@ import torch.fx
 import torch.nn.functional as F
 from torch import nn
 
+from effnet.errors import ConfigError
+
 __all__ = [
     "ConvNormAct",
     "DropPath",
@@ -52,7 +54,7 @@ def make_activation(name: str, inplace: bool = False) -> nn.Module:
         return nn.ReLU6(inplace=inplace)
     if name == "relu":
         return nn.ReLU(inplace=inplace)
-    raise ValueError(f"unknown activation {name!r}; expected 'silu', 'relu6' or 'relu'")
+    raise ConfigError(f"unknown activation {name!r}; expected 'silu', 'relu6' or 'relu'")
 
 
 def same_padding(size: int, kernel: int, stride: int, dilation: int = 1) -> tuple[int, int]:
@@ -88,7 +90,7 @@ class SamePadConv2d(nn.Conv2d):
     """
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        x = pad_same(x, self.kernel_size, self.stride, self.dilation)  # type: ignore[arg-type]
+        x = pad_same(x, self.kernel_size, self.stride, self.dilation)
         return F.conv2d(x, self.weight, self.bias, self.stride, 0, self.dilation, self.groups)
 
 
@@ -146,7 +148,7 @@ class ConvNormAct(nn.Module):
         if type(bn) is not nn.BatchNorm2d:
             return self
         if bn.running_mean is None or bn.running_var is None:
-            raise ValueError(
+            raise ConfigError(
                 "cannot fold a BatchNorm without running statistics (track_running_stats=False); "
                 "fold only models trained with the default BatchNorm"
             )
@@ -199,7 +201,7 @@ class GlobalPool(nn.Module):
     def __init__(self, kind: str = "avg") -> None:
         super().__init__()
         if kind not in POOL_KINDS:
-            raise ValueError(f"global_pool must be one of {POOL_KINDS}, got {kind!r}")
+            raise ConfigError(f"global_pool must be one of {POOL_KINDS}, got {kind!r}")
         self.kind = kind
 
     @property
@@ -233,7 +235,7 @@ class DropPath(nn.Module):
     def __init__(self, p: float = 0.0) -> None:
         super().__init__()
         if not 0.0 <= p < 1.0:
-            raise ValueError(f"drop-path probability must be in [0, 1), got {p}")
+            raise ConfigError(f"drop-path probability must be in [0, 1), got {p}")
         self.p = p
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:

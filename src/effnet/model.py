@@ -19,6 +19,7 @@ import torch
 import torch.utils.checkpoint
 from torch import nn
 
+from effnet.errors import ConfigError
 from effnet.layers import (
     ConvNormAct,
     FusedMBConv,
@@ -30,7 +31,13 @@ from effnet.layers import (
 from effnet.scaling import drop_path_rates
 from effnet.specs import ModelSpec, PreprocessConfig
 
-__all__ = ["EfficientNet", "EfficientNetFeatures", "FeatureInfoList", "feature_info"]
+__all__ = [
+    "EfficientNet",
+    "EfficientNetFeatures",
+    "FeatureInfoList",
+    "feature_info",
+    "input_size",
+]
 
 
 class FeatureInfoList(list):
@@ -83,6 +90,13 @@ def feature_info(spec: ModelSpec) -> FeatureInfoList:
     return infos
 
 
+def input_size(model: nn.Module, default: int = 224) -> int:
+    """The input size a model expects: its preprocessing's, else ``default`` (a foreign module
+    without one)."""
+    preprocess = getattr(model, "preprocess", None)
+    return int(getattr(preprocess, "input_size", default))
+
+
 def take_indices(levels: int, indices: int | list[int] | tuple[int, ...] | None) -> list[int]:
     """timm's rule for ``indices``: None = every level, an int n = the last n, a sequence = those
     (negative counts from the end); sorted, each checked against ``levels``."""
@@ -90,13 +104,13 @@ def take_indices(levels: int, indices: int | list[int] | tuple[int, ...] | None)
         chosen = list(range(levels))
     elif isinstance(indices, int):
         if not 0 < indices <= levels:
-            raise ValueError(f"indices={indices} asks for the last n of {levels} feature levels")
+            raise ConfigError(f"indices={indices} asks for the last n of {levels} feature levels")
         chosen = list(range(levels - indices, levels))
     else:
         chosen = []
         for i in indices:
             if not -levels <= i < levels:
-                raise ValueError(f"feature index {i} is out of range for {levels} levels")
+                raise ConfigError(f"feature index {i} is out of range for {levels} levels")
             chosen.append(i % levels)
     return sorted(set(chosen))
 
@@ -189,7 +203,7 @@ class EfficientNet(nn.Module):
     ) -> None:
         super().__init__()
         if num_classes < 0 or in_chans < 1:
-            raise ValueError(
+            raise ConfigError(
                 f"need num_classes >= 0 and in_chans >= 1, got {num_classes}, {in_chans}"
             )
         self.spec = spec
@@ -217,7 +231,7 @@ class EfficientNet(nn.Module):
 
     def _new_classifier(self, num_classes: int) -> nn.Module:
         if num_classes > 0 and self.pool.kind == "":
-            raise ValueError(
+            raise ConfigError(
                 "global_pool='' returns unpooled feature maps, which a linear classifier cannot "
                 "take; pass num_classes=0 with it (or another global_pool)"
             )
@@ -271,7 +285,7 @@ class EfficientNet(nn.Module):
         to apply (BatchNorm sits inside every block) and is accepted for timm's signature.
         """
         if output_fmt != "NCHW":
-            raise ValueError(
+            raise ConfigError(
                 f"output_fmt must be 'NCHW' (EfficientNet is a CNN), got {output_fmt!r}"
             )
         taps = [
@@ -304,7 +318,7 @@ class EfficientNet(nn.Module):
         deepest = self.feature_info[kept[-1]]["stage"]
         self.stages = self.stages[: deepest + 1]
         if prune_head or deepest < len(self.spec.stages) - 1:
-            self.head = nn.Identity()  # type: ignore[assignment]
+            self.head = nn.Identity()
             self.reset_classifier(0, "")
         return kept
 
@@ -411,7 +425,7 @@ def pretrained_cfg(model: nn.Module, p: PreprocessConfig) -> dict[str, Any]:
     size = p.input_size
     pooled = -(size // -32)
     return {
-        "architecture": model.spec.name,  # type: ignore[union-attr]
+        "architecture": model.spec.name,
         "tag": info.get("tag"),
         "url": info.get("url"),
         "hf_hub_id": info.get("hf_hub_id"),
@@ -457,7 +471,7 @@ class EfficientNetFeatures(nn.Module):
         infos = feature_info(spec)
         bad = [i for i in out_indices if not -len(infos) <= i < len(infos)]
         if bad or not out_indices:
-            raise ValueError(
+            raise ConfigError(
                 f"out_indices {out_indices} do not fit {spec.name}: it has {len(infos)} feature "
                 f"levels (indices 0..{len(infos) - 1}, strides {infos.reduction()})"
             )
@@ -477,11 +491,11 @@ class EfficientNetFeatures(nn.Module):
 
     @property
     def channels(self) -> list[int]:
-        return list(self.feature_info.channels())  # type: ignore[arg-type]
+        return list(self.feature_info.channels())
 
     @property
     def reductions(self) -> list[int]:
-        return list(self.feature_info.reduction())  # type: ignore[arg-type]
+        return list(self.feature_info.reduction())
 
     @property
     def pretrained_cfg(self) -> dict[str, Any]:

@@ -15,7 +15,7 @@ from collections.abc import Callable
 
 from torch import nn
 
-from effnet.errors import ConfigError, UnknownNameError, did_you_mean
+from effnet.errors import ConfigError, UnknownNameError, UnknownOptionError, did_you_mean
 from effnet.model import EfficientNet, EfficientNetFeatures
 from effnet.scaling import PAPER, Coefficients
 from effnet.specs import (
@@ -179,7 +179,7 @@ def get_spec(
         known = set(ModelSpec.__dataclass_fields__) - {"name", "stages", "rules", "base"}
         unknown = sorted(set(overrides) - known)
         if unknown:
-            raise TypeError(
+            raise UnknownOptionError(
                 f"unknown option(s) {unknown} for {spec.name}; spec fields you can override: "
                 f"{sorted(known)}"
             )
@@ -206,7 +206,7 @@ def build_model(
     **spec_options: object,
 ) -> nn.Module:
     """Build an untrained model (the architecture only). ``effnet.create_model`` adds weights."""
-    spec = get_spec(name, **spec_options)  # type: ignore[arg-type]
+    spec = get_spec(name, **spec_options)
     if features_only:
         return EfficientNetFeatures(spec, tuple(out_indices), in_chans, drop_path_rate)
     return EfficientNet(spec, num_classes, in_chans, drop_rate, drop_path_rate)

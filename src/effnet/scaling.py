@@ -12,12 +12,15 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass
 
+from effnet.errors import ConfigError
+
 __all__ = [
     "PAPER",
     "Coefficients",
     "Multipliers",
     "drop_path_rates",
     "multipliers",
+    "parse_phis",
     "round_channels",
     "round_repeats",
     "round_resolution",
@@ -36,7 +39,7 @@ class Coefficients:
         for name in ("alpha", "beta", "gamma"):
             value = getattr(self, name)
             if not value >= 1.0:
-                raise ValueError(
+                raise ConfigError(
                     f"{name} must be >= 1.0 (a growth factor per step of phi), got {value!r}"
                 )
 
@@ -51,15 +54,15 @@ class Coefficients:
         The paper's (1.2, 1.1, 1.15) gives 1.92, 4% under 2, so the default tolerance is 5%.
         """
         if budget <= 1.0:
-            raise ValueError(f"budget must be > 1 (compute growth per step of phi), got {budget!r}")
+            raise ConfigError(f"budget must be > 1 (compute growth per phi step), got {budget!r}")
         if tolerance < 0:
-            raise ValueError(f"tolerance must be >= 0, got {tolerance!r}")
+            raise ConfigError(f"tolerance must be >= 0, got {tolerance!r}")
         return abs(self.flops_factor - budget) <= tolerance * budget
 
     def check_budget(self, budget: float = 2.0, tolerance: float = 0.05) -> None:
         """Raise ValueError naming the product when the constraint does not hold."""
         if not self.meets_budget(budget, tolerance):
-            raise ValueError(
+            raise ConfigError(
                 f"alpha * beta^2 * gamma^2 = {self.flops_factor:.4f} for "
                 f"(alpha={self.alpha}, beta={self.beta}, gamma={self.gamma}); expected "
                 f"{budget} +/- {tolerance:.0%}. Pick coefficients closer to the budget or widen "
@@ -83,7 +86,7 @@ class Multipliers:
 def multipliers(phi: float, coeffs: Coefficients = PAPER) -> Multipliers:
     """phi -> (alpha^phi, beta^phi, gamma^phi). ``phi`` may be any real number >= 0."""
     if not (isinstance(phi, (int, float)) and math.isfinite(phi)) or phi < 0:
-        raise ValueError(f"phi must be a finite number >= 0, got {phi!r}")
+        raise ConfigError(f"phi must be a finite number >= 0, got {phi!r}")
     return Multipliers(
         depth=coeffs.alpha**phi, width=coeffs.beta**phi, resolution=coeffs.gamma**phi
     )
@@ -98,7 +101,7 @@ def round_channels(
     fell below ``round_limit`` of the target, so a layer never loses more than 10% of its width.
     """
     if channels <= 0 or multiplier <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"channels and multiplier must be positive, got channels={channels!r}, "
             f"multiplier={multiplier!r}"
         )
@@ -112,7 +115,7 @@ def round_channels(
 def round_repeats(repeats: int, multiplier: float = 1.0) -> int:
     """Scale a stage's block count, rounding up (TF ``round_repeats``)."""
     if repeats <= 0 or multiplier <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"repeats and multiplier must be positive, got repeats={repeats!r}, "
             f"multiplier={multiplier!r}"
         )
@@ -128,16 +131,36 @@ def round_resolution(base: int, multiplier: float = 1.0, multiple: int = 8) -> i
     nearest value keeps a model's MACs closest to the budget gamma^(2 phi) asks for.
     """
     if base <= 0 or multiplier <= 0:
-        raise ValueError(
+        raise ConfigError(
             f"base and multiplier must be positive, got base={base!r}, multiplier={multiplier!r}"
         )
     return max(multiple, round(base * multiplier / multiple) * multiple)
 
 
+def parse_phis(text: str) -> list[float]:
+    """``'0..7'`` -> [0, 1, ..., 7]; ``'0,1,2.5'`` -> [0, 1, 2.5]; ``'3'`` -> [3]."""
+    try:
+        if ".." in text:
+            lo, hi = (float(v) for v in text.split(".."))
+            if hi < lo or lo != int(lo) or hi != int(hi):
+                raise ValueError(text)
+            phis = [float(v) for v in range(int(lo), int(hi) + 1)]
+        else:
+            phis = [float(v) for v in text.split(",") if v.strip()]
+        if not phis or any(not math.isfinite(p) or p < 0 for p in phis):
+            raise ValueError(text)
+        return phis
+    except ValueError:
+        raise ConfigError(
+            f"phi expects a range of whole numbers like '0..7' or a list of numbers >= 0 like "
+            f"'0,1,2.5', got {text!r}"
+        ) from None
+
+
 def drop_path_rates(total_blocks: int, rate: float) -> list[float]:
     """Linear stochastic-depth ramp: block i of N drops its residual branch with rate * i / N."""
     if total_blocks < 0:
-        raise ValueError(f"total_blocks must be >= 0, got {total_blocks!r}")
+        raise ConfigError(f"total_blocks must be >= 0, got {total_blocks!r}")
     if not 0.0 <= rate < 1.0:
-        raise ValueError(f"drop-path rate must be in [0, 1), got {rate!r}")
+        raise ConfigError(f"drop-path rate must be in [0, 1), got {rate!r}")
     return [rate * i / total_blocks for i in range(total_blocks)]

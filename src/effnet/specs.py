@@ -16,6 +16,7 @@ import math
 from dataclasses import asdict, dataclass, field, replace
 from typing import Any, Literal
 
+from effnet.errors import ConfigError, UnknownNameError, WeightsError, did_you_mean
 from effnet.scaling import (
     PAPER,
     Coefficients,
@@ -79,21 +80,21 @@ class StageSpec:
 
     def __post_init__(self) -> None:
         if self.block not in ("mbconv", "fused"):
-            raise ValueError(f"block must be 'mbconv' or 'fused', got {self.block!r}")
+            raise ConfigError(f"block must be 'mbconv' or 'fused', got {self.block!r}")
         if self.repeats < 1:
-            raise ValueError(f"repeats must be >= 1, got {self.repeats}")
+            raise ConfigError(f"repeats must be >= 1, got {self.repeats}")
         if self.kernel < 1 or self.kernel % 2 == 0:
-            raise ValueError(f"kernel must be a positive odd number, got {self.kernel}")
+            raise ConfigError(f"kernel must be a positive odd number, got {self.kernel}")
         if self.stride not in (1, 2):
-            raise ValueError(f"stride must be 1 or 2, got {self.stride}")
+            raise ConfigError(f"stride must be 1 or 2, got {self.stride}")
         if self.expand < 1:
-            raise ValueError(f"expand ratio must be >= 1, got {self.expand}")
+            raise ConfigError(f"expand ratio must be >= 1, got {self.expand}")
         if self.out_channels < 1:
-            raise ValueError(f"out_channels must be >= 1, got {self.out_channels}")
+            raise ConfigError(f"out_channels must be >= 1, got {self.out_channels}")
         if not 0.0 <= self.se_ratio < 1.0:
-            raise ValueError(f"se_ratio must be in [0, 1), got {self.se_ratio}")
+            raise ConfigError(f"se_ratio must be in [0, 1), got {self.se_ratio}")
         if self.block == "fused" and self.se_ratio:
-            raise ValueError(
+            raise ConfigError(
                 "fused stages have no squeeze-excite in EfficientNetV2; set se_ratio=0"
             )
 
@@ -123,18 +124,18 @@ class PreprocessConfig:
 
     def __post_init__(self) -> None:
         if self.input_size < 8:
-            raise ValueError(f"input_size must be >= 8 pixels, got {self.input_size}")
+            raise ConfigError(f"input_size must be >= 8 pixels, got {self.input_size}")
         if not 0.0 < self.crop_pct <= 1.0:
-            raise ValueError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
+            raise ConfigError(f"crop_pct must be in (0, 1], got {self.crop_pct}")
         if self.interpolation not in _INTERPOLATIONS:
-            raise ValueError(
+            raise ConfigError(
                 f"interpolation must be one of {_INTERPOLATIONS}, got {self.interpolation!r}"
             )
         if len(self.mean) != 3 or len(self.std) != 3 or min(self.std) <= 0:
-            raise ValueError(f"mean/std need 3 values (std > 0), got {self.mean}, {self.std}")
+            raise ConfigError(f"mean/std need 3 values (std > 0), got {self.mean}, {self.std}")
         if self.resize is not None:
             if self.resize < self.input_size:
-                raise ValueError(
+                raise ConfigError(
                     f"resize ({self.resize}) must be >= input_size ({self.input_size}): the "
                     f"center crop is taken from the resized image"
                 )
@@ -182,15 +183,15 @@ class PreprocessConfig:
     def from_dict(cls, data: dict[str, object]) -> PreprocessConfig:
         """Inverse of :meth:`to_dict` (also accepts dicts without ``resize_size``)."""
         config = cls(
-            input_size=int(data["input_size"]),  # type: ignore[arg-type]
-            crop_pct=float(data.get("crop_pct", 0.875)),  # type: ignore[arg-type]
+            input_size=int(data["input_size"]),
+            crop_pct=float(data.get("crop_pct", 0.875)),
             interpolation=str(data.get("interpolation", "bicubic")),
-            mean=tuple(data.get("mean", IMAGENET_MEAN)),  # type: ignore[arg-type]
-            std=tuple(data.get("std", IMAGENET_STD)),  # type: ignore[arg-type]
+            mean=tuple(data.get("mean", IMAGENET_MEAN)),
+            std=tuple(data.get("std", IMAGENET_STD)),
         )
         resize = data.get("resize_size")
-        if resize is not None and int(resize) != config.resize_size:  # type: ignore[arg-type]
-            config = replace(config, resize=int(resize))  # type: ignore[arg-type]
+        if resize is not None and int(resize) != config.resize_size:
+            config = replace(config, resize=int(resize))
         return config
 
 
@@ -220,18 +221,18 @@ class ModelSpec:
 
     def __post_init__(self) -> None:
         if not self.stages:
-            raise ValueError(f"{self.name}: a spec needs at least one stage")
+            raise ConfigError(f"{self.name}: a spec needs at least one stage")
         if self.activation not in _ACTIVATIONS:
-            raise ValueError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
+            raise ConfigError(f"activation must be one of {_ACTIVATIONS}, got {self.activation!r}")
         if self.padding not in _PADDINGS:
-            raise ValueError(f"padding must be one of {_PADDINGS}, got {self.padding!r}")
+            raise ConfigError(f"padding must be one of {_PADDINGS}, got {self.padding!r}")
         if not 0.0 <= self.dropout < 1.0 or not 0.0 <= self.drop_path_rate < 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"dropout and drop_path_rate must be in [0, 1), got {self.dropout}, "
                 f"{self.drop_path_rate}"
             )
         if self.bn_eps <= 0 or not 0.0 < self.bn_momentum <= 1.0:
-            raise ValueError(
+            raise ConfigError(
                 f"bad BatchNorm options eps={self.bn_eps}, momentum={self.bn_momentum}"
             )
 
@@ -252,7 +253,7 @@ class ModelSpec:
         return self.replace(**{k: getattr(other, k) for k in keep}) == other
 
     def replace(self, **changes: object) -> ModelSpec:
-        return replace(self, **changes)  # type: ignore[arg-type]
+        return replace(self, **changes)
 
 
 def _mb(r: int, k: int, s: int, e: float, c: int, se: float = 0.25) -> StageSpec:
@@ -302,70 +303,38 @@ BASES: dict[str, ModelSpec] = {
         224,
         rules=ScalingRules(round_limit=0.0),
     ),
-    "efficientnetv2_s": ModelSpec(
-        "efficientnetv2_s",
-        24,
-        (
-            _fused(2, 1, 1, 24),
-            _fused(4, 2, 4, 48),
-            _fused(4, 2, 4, 64),
-            _mb(6, 3, 2, 4, 128),
-            _mb(9, 3, 1, 6, 160),
-            _mb(15, 3, 2, 6, 256),
-        ),
-        1280,
-        384,
-        rules=ScalingRules(fix_head=True, round_limit=0.0),
-    ),
-    "efficientnetv2_m": ModelSpec(
-        "efficientnetv2_m",
-        24,
-        (
-            _fused(3, 1, 1, 24),
-            _fused(5, 2, 4, 48),
-            _fused(5, 2, 4, 80),
-            _mb(7, 3, 2, 4, 160),
-            _mb(14, 3, 1, 6, 176),
-            _mb(18, 3, 2, 6, 304),
-            _mb(5, 3, 1, 6, 512),
-        ),
-        1280,
-        480,
-        rules=ScalingRules(fix_head=True, round_limit=0.0),
-    ),
-    "efficientnetv2_l": ModelSpec(
-        "efficientnetv2_l",
-        32,
-        (
-            _fused(4, 1, 1, 32),
-            _fused(7, 2, 4, 64),
-            _fused(7, 2, 4, 96),
-            _mb(10, 3, 2, 4, 192),
-            _mb(19, 3, 1, 6, 224),
-            _mb(25, 3, 2, 6, 384),
-            _mb(7, 3, 1, 6, 640),
-        ),
-        1280,
-        480,
-        rules=ScalingRules(fix_head=True, round_limit=0.0),
-    ),
-    "efficientnetv2_xl": ModelSpec(
-        "efficientnetv2_xl",
-        32,
-        (
-            _fused(4, 1, 1, 32),
-            _fused(8, 2, 4, 64),
-            _fused(8, 2, 4, 96),
-            _mb(16, 3, 2, 4, 192),
-            _mb(24, 3, 1, 6, 256),
-            _mb(32, 3, 2, 6, 512),
-            _mb(8, 3, 1, 6, 640),
-        ),
-        1280,
-        512,
-        rules=ScalingRules(fix_head=True, round_limit=0.0),
-    ),
 }
+
+
+def _v2_large(
+    name: str, stem: int, resolution: int, rows: tuple[tuple[int, ...], ...]
+) -> ModelSpec:
+    """V2-S/M/L/XL: three Fused-MBConv stages, then MBConv (3x3, SE 0.25); the head stays 1280.
+
+    ``rows`` are (repeats, stride, expand, channels) per stage, as in the paper's Table 4."""
+    stages = tuple(
+        _fused(r, s, e, c) if i < 3 else _mb(r, 3, s, e, c) for i, (r, s, e, c) in enumerate(rows)
+    )
+    return ModelSpec(name, stem, stages, 1280, resolution,
+                     rules=ScalingRules(fix_head=True, round_limit=0.0))  # fmt: skip
+
+
+# fmt: off
+BASES.update({
+    "efficientnetv2_s": _v2_large("efficientnetv2_s", 24, 384, (
+        (2, 1, 1, 24), (4, 2, 4, 48), (4, 2, 4, 64), (6, 2, 4, 128), (9, 1, 6, 160),
+        (15, 2, 6, 256))),
+    "efficientnetv2_m": _v2_large("efficientnetv2_m", 24, 480, (
+        (3, 1, 1, 24), (5, 2, 4, 48), (5, 2, 4, 80), (7, 2, 4, 160), (14, 1, 6, 176),
+        (18, 2, 6, 304), (5, 1, 6, 512))),
+    "efficientnetv2_l": _v2_large("efficientnetv2_l", 32, 480, (
+        (4, 1, 1, 32), (7, 2, 4, 64), (7, 2, 4, 96), (10, 2, 4, 192), (19, 1, 6, 224),
+        (25, 2, 6, 384), (7, 1, 6, 640))),
+    "efficientnetv2_xl": _v2_large("efficientnetv2_xl", 32, 512, (
+        (4, 1, 1, 32), (8, 2, 4, 64), (8, 2, 4, 96), (16, 2, 4, 192), (24, 1, 6, 256),
+        (32, 2, 6, 512), (8, 1, 6, 640))),
+})
+# fmt: on
 
 
 @dataclass(frozen=True)
@@ -426,7 +395,7 @@ def scale(
     already scaled, use :func:`compound`, which composes the multipliers and rounds once.
     """
     if base.base:
-        raise ValueError(
+        raise ConfigError(
             f"{base.name} is already scaled from {base.base!r}; rounding it again would "
             f"compound the rounding. Use effnet.specs.compound(phi, base=spec) or "
             f"scale(BASES[{base.base!r}], width, depth)"
@@ -604,8 +573,6 @@ def variant_spec(name: str) -> ModelSpec:
     flavour, variant = split_flavour(name)
     row = VARIANTS.get(variant)
     if row is None or (flavour.variants is not None and variant not in flavour.variants):
-        from effnet.errors import UnknownNameError, did_you_mean
-
         raise UnknownNameError(
             f"unknown model {name!r}.{did_you_mean(name, model_names())} effnet.list_models() "
             f"lists the {len(model_names())} names."
@@ -627,17 +594,15 @@ def spec_from_dict(data: dict[str, object]) -> ModelSpec:
     Files written before effnet 0.2 carry a ``preprocess`` entry inside the spec: it is ignored
     here (the file's top-level ``preprocess`` is the one copy).
     """
-    from effnet.errors import WeightsError
-
     if not isinstance(data, dict):
         raise WeightsError(f"a model spec must be a mapping, got {type(data).__name__}")
     try:
         fields = {k: v for k, v in data.items() if k != "preprocess"}
-        fields["stages"] = tuple(StageSpec(**s) for s in fields["stages"])  # type: ignore[union-attr]
-        fields["rules"] = ScalingRules(**fields.get("rules") or {})  # type: ignore[arg-type]
+        fields["stages"] = tuple(StageSpec(**s) for s in fields["stages"])
+        fields["rules"] = ScalingRules(**fields.get("rules") or {})
         if isinstance(fields.get("base"), str) and fields["base"] and fields["base"] not in BASES:
             fields["base"] = ""  # a root this version does not know: keep the explicit tables
-        return ModelSpec(**fields)  # type: ignore[arg-type]
+        return ModelSpec(**fields)
     except (KeyError, TypeError, ValueError) as exc:
         raise WeightsError(
             f"not a valid effnet model spec ({exc}); was it saved by effnet?"

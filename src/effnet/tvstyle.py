@@ -36,7 +36,7 @@ class Weights(enum.Enum):
 
     @property
     def record(self) -> WeightRecord:
-        return self.value  # type: ignore[no-any-return]
+        return self.value
 
     @property
     def url(self) -> str | None:
@@ -85,7 +85,7 @@ def get_model_weights(name: str) -> type[Weights]:
         members = [(r.tag.upper(), r) for r in records]
         default = next(r for r in records if r.default)
     members.append(("DEFAULT", default))
-    return Weights(_enum_name(name.lower() if torchvision else model, torchvision), members)  # type: ignore[return-value]
+    return Weights(_enum_name(name.lower() if torchvision else model, torchvision), members)
 
 
 def get_weight(name: str) -> Weights:

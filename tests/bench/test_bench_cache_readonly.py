@@ -9,15 +9,15 @@ from pathlib import Path
 
 import pytest
 
+import effnet.files as files_module
 from effnet.bench import MeasurementCache, choose, measurement_key
-from effnet.bench import cache as cache_module
 
 
 def _deny_writes(monkeypatch: pytest.MonkeyPatch) -> None:
     def denied(*args: object, **kwargs: object) -> tuple[int, str]:
         raise PermissionError(errno.EACCES, "Permission denied", str(kwargs.get("dir", "")))
 
-    monkeypatch.setattr(cache_module.tempfile, "mkstemp", denied)
+    monkeypatch.setattr(files_module.tempfile, "mkstemp", denied)  # effnet.files writes it
 
 
 def test_put_on_a_read_only_cache_warns_once_and_keeps_the_value(
@@ -30,7 +30,7 @@ def test_put_on_a_read_only_cache_warns_once_and_keeps_the_value(
     cache.put(measurement_key(model="b"), {"median_ms": 2.0})  # no second warning
     assert cache.get(measurement_key(model="a")) == {"median_ms": 1.0}
     assert len(cache) == 2
-    monkeypatch.setattr(cache_module.tempfile, "mkstemp", tempfile.mkstemp)
+    monkeypatch.setattr(files_module.tempfile, "mkstemp", tempfile.mkstemp)
     assert MeasurementCache(tmp_path / "ro").get(measurement_key(model="a")) is None
 
 

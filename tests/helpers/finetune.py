@@ -12,7 +12,7 @@ def tiny_config(data: Path, out: Path, **overrides: Any) -> FinetuneConfig:
     base: dict[str, Any] = dict(
         data=str(data),
         out=str(out),
-        model="efficientnet_lite0",
+        model="tf_efficientnet_lite0",
         image_size=32,
         batch_size=8,
         eval_batch_size=16,

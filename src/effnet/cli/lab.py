@@ -6,7 +6,6 @@ import argparse
 import dataclasses
 
 from effnet.cli.flags import add_command, add_flags, given
-from effnet.cli.models import parse_phis
 from effnet.cli.output import format_table, print_json
 from effnet.errors import ConfigError
 from effnet.lab import (
@@ -21,7 +20,7 @@ from effnet.lab import (
     tables,
 )
 from effnet.lab.tables import BaseOptions
-from effnet.scaling import PAPER, Coefficients
+from effnet.scaling import PAPER, Coefficients, parse_phis
 
 _DESCRIPTION = (
     "Run the paper's scaling experiments on your own data and hardware. Trials run serially, in "

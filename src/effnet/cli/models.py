@@ -6,8 +6,9 @@ import argparse
 
 from effnet.cli.output import format_table, print_json
 from effnet.cost import describe, ladder, profile_spec
+from effnet.errors import ConfigError
 from effnet.registry import get_spec, list_models
-from effnet.scaling import PAPER, Coefficients
+from effnet.scaling import PAPER, Coefficients, parse_phis
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -43,22 +44,6 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.set_defaults(func=cmd_scale)
 
 
-def parse_phis(text: str) -> list[float]:
-    """'0..7' -> [0..7]; '0,1,2.5' -> [0, 1, 2.5]."""
-    try:
-        if ".." in text:
-            lo, hi = (float(v) for v in text.split(".."))
-            if hi < lo or lo != int(lo) or hi != int(hi):
-                raise ValueError
-            return [float(v) for v in range(int(lo), int(hi) + 1)]
-        return [float(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        raise ValueError(
-            f"--phi expects a range of whole numbers like '0..7' or a list like '0,1,2.5', "
-            f"got {text!r}"
-        ) from None
-
-
 def cmd_list(args: argparse.Namespace) -> int:
     rows = []
     for name in list_models(args.pattern):
@@ -73,7 +58,7 @@ def cmd_list(args: argparse.Namespace) -> int:
             }
         )
     if not rows:
-        raise ValueError(f"no model matches {args.pattern!r}; try 'effnet list' for all of them")
+        raise ConfigError(f"no model matches {args.pattern!r}; try 'effnet list' for all of them")
     if args.json:
         print_json(rows)
     else:

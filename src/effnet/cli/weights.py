@@ -6,6 +6,7 @@ import argparse
 import sys
 
 from effnet.cli.output import format_table, print_json
+from effnet.errors import ConfigError
 from effnet.factory import create_model, load_model
 from effnet.predict import predict_files
 from effnet.registry import get_spec
@@ -66,7 +67,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 def cmd_weights(args: argparse.Namespace) -> int:
     records = list_records(args.model)
     if not records:
-        raise ValueError(f"no weights catalogued for {args.model!r}; `effnet weights` lists all")
+        raise ConfigError(f"no weights catalogued for {args.model!r}; `effnet weights` lists all")
     rows = []
     for r in records:
         local = (

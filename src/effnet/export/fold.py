@@ -17,7 +17,7 @@ import torch
 from torch import nn
 
 from effnet.layers import ConvNormAct, DropPath
-from effnet.model import EfficientNet
+from effnet.model import EfficientNet, input_size
 
 __all__ = [
     "ParityError",
@@ -66,7 +66,7 @@ def parity_input(
     model: nn.Module, batch: int = 2, resolution: int | None = None, seed: int = 0
 ) -> torch.Tensor:
     """A fixed random batch of the model's input size (for parity checks)."""
-    size = resolution or getattr(getattr(model, "preprocess", None), "input_size", 224)
+    size = resolution or input_size(model)
     chans = getattr(model, "in_chans", 3)
     gen = torch.Generator().manual_seed(seed)
     return torch.randn(batch, chans, size, size, generator=gen)
@@ -117,7 +117,7 @@ def optimize(
     if compile:
         # freezing lets inductor constant-fold the weights and prepack them for oneDNN
         options = {"freezing": True, **(compile_options or {})}
-        result = torch.compile(fast, options=options)  # type: ignore[assignment]
+        result = torch.compile(fast, options=options)
         for attr in ("spec", "preprocess", "class_names", "num_classes", "in_chans"):
             if hasattr(fast, attr):
                 setattr(result, attr, getattr(fast, attr))
@@ -137,7 +137,7 @@ def check_parity(
 ) -> float:
     """Max abs output difference of ``candidate`` vs ``reference`` (eval mode); raises over atol."""
     ref_module = reference if isinstance(reference, nn.Module) else None
-    x = inputs if inputs is not None else parity_input(reference, batch, resolution)  # type: ignore[arg-type]
+    x = inputs if inputs is not None else parity_input(reference, batch, resolution)
     was_training = ref_module.training if ref_module is not None else False
     try:
         if ref_module is not None:

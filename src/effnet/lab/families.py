@@ -24,7 +24,7 @@ from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 
 from effnet.cost import LadderRow, ladder, profile_spec
-from effnet.errors import UnknownNameError, did_you_mean
+from effnet.errors import ConfigError, UnknownNameError, did_you_mean
 from effnet.registry import get_spec, list_models
 from effnet.scaling import PAPER, Coefficients, multipliers, round_resolution
 from effnet.specs import BASES, FLAVOURS, ModelSpec, compound, flavoured, rescale, scale
@@ -72,16 +72,16 @@ class LabBase:
 
     def __post_init__(self) -> None:
         if self.flavour not in FLAVOURS:
-            raise ValueError(f"unknown flavour {self.flavour!r}; expected one of {list(FLAVOURS)}")
+            raise ConfigError(f"unknown flavour {self.flavour!r}; expected one of {list(FLAVOURS)}")
         if self.root not in BASES:
-            raise ValueError(f"unknown root base {self.root!r}; expected one of {sorted(BASES)}")
+            raise ConfigError(f"unknown root base {self.root!r}; expected one of {sorted(BASES)}")
         if self.width <= 0 or self.depth <= 0 or self.resolution < 8:
-            raise ValueError(
+            raise ConfigError(
                 f"base width and depth must be > 0 and resolution >= 8 px, got width="
                 f"{self.width}, depth={self.depth}, resolution={self.resolution}"
             )
         if self.resolution_multiple < 1:
-            raise ValueError(f"resolution_multiple must be >= 1, got {self.resolution_multiple}")
+            raise ConfigError(f"resolution_multiple must be >= 1, got {self.resolution_multiple}")
 
     @property
     def scaled_down(self) -> bool:
@@ -176,7 +176,7 @@ def resolve_base(
             ) from None
     root = spec.base or spec.name
     if root not in BASES or scale(BASES[root], spec.width, spec.depth).stages != spec.stages:
-        raise ValueError(
+        raise ConfigError(
             f"base {spec.name!r} is not a width/depth scaling of a base in effnet.specs.BASES "
             f"({sorted(BASES)}), so the lab cannot rebuild it at other sizes; build it with "
             f"effnet.specs.scale(BASES[...], width=..., depth=...)"
@@ -297,7 +297,7 @@ def _candidate(
     params, macs = measure(spec, num_classes)
     return Candidate(
         strategy, target, spec, params, macs, macs / base_macs, tolerance=tolerance, **how
-    )  # type: ignore[arg-type]
+    )
 
 
 def base_candidate(base: LabBase, num_classes: int = 1000) -> Candidate:
@@ -357,7 +357,9 @@ def _knob(base: LabBase, strategy: str, target: float, coeffs: Coefficients) -> 
             0.0,
             math.log(target) / math.log(coeffs.flops_factor),
         )
-    raise ValueError(f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}")
+    raise UnknownNameError(
+        f"unknown strategy {strategy!r}; expected one of {', '.join(STRATEGIES)}"
+    )
 
 
 def match_macs(
@@ -377,7 +379,7 @@ def match_macs(
     (depth-only on a 10-block base cannot add a fraction of a block).
     """
     if not target > 1.0:
-        raise ValueError(f"a compute target is a multiple of the base's MACs > 1, got {target}")
+        raise ConfigError(f"a compute target is a multiple of the base's MACs > 1, got {target}")
     knob = _knob(base, strategy, target, coeffs)
     base_macs = base_candidate(base, num_classes).macs
 
@@ -390,7 +392,7 @@ def match_macs(
             break
         low, high = high, high * 2 if high > 0 else 1.0
     else:
-        raise ValueError(
+        raise ConfigError(
             f"{strategy}-only scaling of {base.name} never reached {target:g}x its MACs "
             f"(x{ratio(high):.2f} at multiplier {high:g}); use a smaller target"
         )

@@ -40,7 +40,7 @@ __all__ = [
 COLORMAP = "turbo"
 
 
-def _captum():  # type: ignore[no-untyped-def]
+def _captum():
     try:
         from captum.attr import LayerAttribution, LayerGradCam
     except ImportError as exc:

@@ -59,7 +59,7 @@ def table(
     for row in rows:
         cells = []
         for cell in row:
-            c = cell if isinstance(cell, Cell) else Cell(str(cell), cell)  # type: ignore[arg-type]
+            c = cell if isinstance(cell, Cell) else Cell(str(cell), cell)
             value = "" if c.value is None else f' data-v="{esc(c.value)}"'
             klass = f' class="{esc(c.cls)}"' if c.cls else ""
             cells.append(f"<td{value}{klass}>{c.text if c.raw else esc(c.text)}</td>")

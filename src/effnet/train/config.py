@@ -73,7 +73,9 @@ class FinetuneConfig:
         True, "keep decoded images in memory (small datasets)", resumable=True
     )
     # model and weights
-    model: str = setting("efficientnet_lite0", "the variant to fine-tune")
+    model: str = setting(
+        "tf_efficientnet_lite0", "the model to fine-tune (its name fixes padding and BatchNorm)"
+    )
     weights: str = setting("default", "default | none (random init) | a weight tag | a file")
     image_size: int | None = setting(None, "train/eval size (default: the weights' size)")
     crop_pct: float | None = setting(

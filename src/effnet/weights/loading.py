@@ -220,14 +220,14 @@ def build(
                 f"weights from {loaded.source} did not load into {spec.name}: missing "
                 f"{missing[:5]}, unexpected {unexpected[:5]}"
             )
-        model.pretrained_source = loaded.source  # type: ignore[assignment]
-    model.preprocess = preprocess or (  # type: ignore[assignment]
+        model.pretrained_source = loaded.source
+    model.preprocess = preprocess or (
         loaded.preprocess if loaded is not None else PreprocessConfig(input_size=spec.resolution)
     )
     if isinstance(model, EfficientNet) and loaded is not None and not new_head:
         model.class_names = list(loaded.classes) or None
     if record is not None:
-        model.weights_info = {  # type: ignore[assignment]
+        model.weights_info = {
             "tag": record.tag, "url": record.url, "hf_hub_id": record.hf_hub_id,
             "source": record.source, "license": record.license, "origin": record.origin,
         }  # fmt: skip

@@ -17,7 +17,7 @@ from effnet._version import __version__
 from effnet.errors import WeightsError
 from effnet.model import EfficientNet
 from effnet.specs import ModelSpec, spec_from_dict, spec_to_dict
-from effnet.weights.io import read_metadata, write_safetensors
+from effnet.weights.io import read_state_dict, write_safetensors
 from effnet.weights.loading import build, read_weights
 
 __all__ = [
@@ -73,19 +73,24 @@ def checkpoint_in_run(run: Path) -> Path:
 
 
 def checkpoint_spec(path: Path, model: str | ModelSpec | None = None) -> ModelSpec:
-    """The architecture to build for ``path``: the spec its effnet metadata carries, else the
-    one of ``model`` (a name or spec); neither is an error that says what to pass."""
+    """The architecture to build for ``path``: the one of ``model`` (a name or spec) when given,
+    else the spec the file's effnet metadata carries. A file without metadata is read first, so
+    the error says what it is (truncated, pickled objects, ONNX, a foreign library's state dict)
+    and, for a readable foreign state dict, to pass the model name."""
     from effnet.registry import get_spec
+    from effnet.weights.convert import detect_format
 
     if model is not None:
         return get_spec(model)
-    meta = read_metadata(path) if path.suffix == ".safetensors" else {}
-    if not meta.get("spec"):
-        raise WeightsError(
-            f"{path} carries no effnet metadata, so its architecture is unknown; pass the "
-            f"model name (e.g. model='efficientnet_b0', or --model on the command line)"
-        )
-    return spec_from_dict(meta["spec"])
+    state, meta = read_state_dict(path)
+    if meta.get("spec"):
+        return spec_from_dict(meta["spec"])
+    fmt = detect_format(state)  # raises for a state dict of another kind of network
+    raise WeightsError(
+        f"{path} is a {fmt} state dict without effnet metadata, so its network is unknown; pass "
+        f"the model name it was trained as (model='efficientnet_b0', or --model on the command "
+        f"line; effnet.list_models() lists them)"
+    )
 
 
 def load_checkpoint(

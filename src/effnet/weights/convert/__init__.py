@@ -14,6 +14,7 @@ from types import ModuleType
 
 import torch
 
+from effnet.errors import UnknownNameError, WeightsError
 from effnet.model import EfficientNet
 from effnet.registry import get_spec, list_models
 from effnet.specs import ModelSpec
@@ -66,7 +67,7 @@ class ConversionReport:
         return "\n".join(lines)
 
 
-class ConversionError(ValueError):
+class ConversionError(WeightsError):
     """A state dict that does not fit the architecture; carries the full report."""
 
     def __init__(self, report: ConversionReport, hint: str = "") -> None:
@@ -77,7 +78,7 @@ class ConversionError(ValueError):
 def normalise_format(fmt: str) -> str:
     fmt = _ALIASES.get(fmt, fmt)
     if fmt not in (*FORMATS, "effnet"):
-        raise ValueError(
+        raise UnknownNameError(
             f"unknown checkpoint format {fmt!r}; expected one of effnet, "
             f"{', '.join(FORMATS)} (efficientnet_pytorch is 'lukemelas')"
         )
@@ -93,7 +94,7 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
         if module.detect(keys):
             return name
     sample = ", ".join(sorted(keys)[:4]) or "no keys at all"
-    raise ValueError(
+    raise WeightsError(
         f"cannot tell which library wrote this checkpoint (first keys: {sample}); expected "
         f"an effnet, torchvision, timm or efficientnet_pytorch EfficientNet state dict. "
         f"Pass the format explicitly if it is one of those."

@@ -8,6 +8,7 @@ The library only implements V1 (and Lite), so V2 specs have no map.
 
 from __future__ import annotations
 
+from effnet.errors import WeightsError
 from effnet.specs import ModelSpec
 from effnet.weights.convert.layout import LayerPair, blocks
 
@@ -18,7 +19,7 @@ def _cb(ours: str, conv: str, bn: str) -> list[LayerPair]:
 
 def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
     if any(s.block == "fused" for s in spec.stages):
-        raise ValueError(
+        raise WeightsError(
             f"efficientnet_pytorch has no EfficientNetV2 ({spec.name} has fused stages); "
             f"convert V2 weights from timm or torchvision instead"
         )
