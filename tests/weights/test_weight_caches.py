@@ -22,6 +22,7 @@ def offline(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> Path:
     """Offline, with empty effnet, torch.hub and Hugging Face caches under ``tmp_path``."""
     pytest.importorskip("huggingface_hub")
     import huggingface_hub.constants as hub_constants
+
     monkeypatch.setenv("EFFNET_OFFLINE", "1")
     monkeypatch.setenv("EFFNET_CACHE", str(tmp_path / "effnet"))
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "torch"))
