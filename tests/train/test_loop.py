@@ -57,3 +57,21 @@ def test_the_loader_alone_decides_drop_last(tmp_path) -> None:
     assert batches(33, 8, seed=0, whole_epoch=True) == 5  # every image counts
     assert batches(33, 8) == 5  # evaluation: every sample once
     assert optimizer_steps(make_loader(data, None, ctx, batch_size=8, seed=0), 3) == 2
+
+
+def test_tta_returns_the_averaged_output_and_the_unflipped_view_logits() -> None:
+    from effnet.train.loop import evaluate
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.Flatten(), nn.LazyLinear(3))
+    gen = torch.Generator().manual_seed(1)
+    x = torch.randn(6, 3, 8, 8, generator=gen)
+    batches = [(x[:4], torch.tensor([0, 1, 2, 0])), (x[4:], torch.tensor([1, 2]))]
+    plain = evaluate(model, batches, DistContext())
+    assert plain.view_logits is None
+    tta = evaluate(model, batches, DistContext(), tta=True, tta_vflip=True)
+    assert tta.view_logits is not None
+    torch.testing.assert_close(tta.view_logits, plain.logits)  # what predict computes
+    with torch.no_grad():
+        views = [model(v).softmax(1) for v in (x, x.flip(-1), x.flip(-2), x.flip(-2, -1))]
+    torch.testing.assert_close(tta.logits, torch.stack(views).mean(0).log())

@@ -31,6 +31,7 @@ __all__ = [
     "load_last",
     "load_run_state",
     "save_checkpoint",
+    "store_temperature",
 ]
 
 STATE_FILE = "last.train.pt"
@@ -114,6 +115,17 @@ def save_checkpoint(run_dir: Path, state: RunState, weights: nn.Module, *, impro
     if improved:
         save_model(weights, run_dir / "best", extra={"epoch": row})
     atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(_as_file(state), tmp))
+
+
+def store_temperature(weights_file: Path, temperature: float) -> None:
+    """Add the calibration temperature fitted at the end of a run to the metadata of the
+    weights file it was fitted for (rewritten atomically); predict, evaluate and export apply
+    it (:func:`effnet.weights.native.stored_temperature`)."""
+    from effnet.weights.io import read_state_dict, write_safetensors
+    from effnet.weights.native import TEMPERATURE_KEY
+
+    weights, meta = read_state_dict(weights_file)
+    write_safetensors(weights_file, weights, {**meta, TEMPERATURE_KEY: float(temperature)})
 
 
 def _as_file(state: RunState) -> dict[str, Any]:

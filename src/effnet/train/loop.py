@@ -59,6 +59,10 @@ class EvalResult:
     logits: torch.Tensor  # (N, C) float32, in dataset order
     targets: torch.Tensor  # (N,)
     seconds: float
+    view_logits: torch.Tensor | None = None
+    """With test-time augmentation (``logits`` is then the log of the mean softmax over the
+    flips): the logits of the unflipped image alone, what ``predict`` and an exported model
+    compute (computed anyway, so free). None without TTA, where ``logits`` are those."""
 
     @property
     def preds(self) -> torch.Tensor:
@@ -282,17 +286,22 @@ def evaluate(
     def logits(x: torch.Tensor) -> torch.Tensor:
         if not tta:
             return model(x)
-        probs = torch.stack([model(v).float().softmax(1) for v in _flips(x, tta_vflip)])
-        return probs.mean(0).clamp_min(1e-12).log()
+        views = [model(v).float() for v in _flips(x, tta_vflip)]
+        probs = torch.stack([v.softmax(1) for v in views])
+        # the TTA output, and beside it the first view's own logits (see EvalResult)
+        return torch.cat([probs.mean(0).clamp_min(1e-12).log(), views[0]], 1)
 
     model.eval()
     start = time.perf_counter()
     outputs, targets = forward_all(logits, loader, ctx, **options)
     if ctx.enabled:
         outputs, targets = _gather_variable(outputs, targets, ctx)
+    view = None
+    if tta and outputs.shape[1]:
+        outputs, view = outputs.tensor_split(2, dim=1)
     loss = F.cross_entropy(outputs, targets).item() if len(targets) else float("nan")
     acc = (outputs.argmax(1) == targets).float().mean().item() if len(targets) else float("nan")
-    return EvalResult(loss, acc, outputs, targets, time.perf_counter() - start)
+    return EvalResult(loss, acc, outputs, targets, time.perf_counter() - start, view)
 
 
 @torch.no_grad()

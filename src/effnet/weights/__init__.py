@@ -9,7 +9,7 @@ from effnet.weights.hub import DownloadError, OfflineError, cache_dir, download,
 from effnet.weights.io import WeightsFileError, read_metadata, read_state_dict, write_safetensors
 from effnet.weights.labels import imagenet_labels
 from effnet.weights.loading import LoadedWeights, adapt_stem, build, read_weights, resolve_weights
-from effnet.weights.native import convert_file, load_checkpoint, save_model
+from effnet.weights.native import convert_file, load_checkpoint, save_model, stored_temperature
 from effnet.weights.records import (
     RECORDS,
     WeightRecord,
@@ -44,6 +44,7 @@ __all__ = [
     "read_weights",
     "resolve_weights",
     "save_model",
+    "stored_temperature",
     "to_effnet",
     "write_safetensors",
 ]

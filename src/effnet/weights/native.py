@@ -7,7 +7,9 @@ it goes through the same construction path as ``create_model`` (:mod:`effnet.wei
 
 from __future__ import annotations
 
+import math
 import os
+from collections.abc import Mapping
 from pathlib import Path
 from typing import Any
 
@@ -22,16 +24,36 @@ from effnet.weights.loading import build, read_weights
 
 __all__ = [
     "FORMAT_VERSION",
+    "TEMPERATURE_KEY",
     "checkpoint_in_run",
     "checkpoint_spec",
     "convert_file",
     "load_checkpoint",
     "model_metadata",
     "save_model",
+    "stored_temperature",
 ]
 
 FORMAT_VERSION = 2
 """2: the spec no longer carries preprocessing; the top-level ``preprocess`` is the one copy."""
+
+TEMPERATURE_KEY = "temperature"
+"""Metadata key of the temperature ``T`` a fine-tuning run fitted (calibrated probabilities are
+``softmax(logits / T)``); the exported file's metadata carries it under the same key."""
+
+
+def stored_temperature(metadata: Mapping[str, Any]) -> float | None:
+    """The calibration temperature a checkpoint's (or an exported file's) metadata holds, or
+    None when it holds none (a file from before calibration, ImageNet weights)."""
+    value = metadata.get(TEMPERATURE_KEY)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or not 0 < value < math.inf:
+        raise WeightsError(
+            f"the metadata's {TEMPERATURE_KEY!r} is {value!r}, expected a positive number; "
+            f"remove the key or save the model again"
+        )
+    return float(value)
 
 
 def model_metadata(model: EfficientNet, extra: dict[str, Any] | None = None) -> dict[str, Any]:
