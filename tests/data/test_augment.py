@@ -174,3 +174,83 @@ def test_prob_zero_never_mixes() -> None:
     mix = MixupCutmix(6, 1.0, 1.0, prob=0.0, label_smoothing=0.0)
     out, targets = mix(images, labels)
     assert out is images and torch.equal(targets, one_hot(labels, 6))
+
+
+def test_mixing_is_torchvisions_and_its_draws_leave_the_global_generator_alone() -> None:
+    """The same batch through torchvision's MixUp with the same stream gives the same result;
+    the global generator (dropout, drop-path) is neither used nor advanced by the mixing."""
+    from torchvision.transforms import v2
+
+    images, labels = _constant_batch()
+    torch.manual_seed(123)
+    before = torch.get_rng_state()
+    mix = MixupCutmix(6, 0.8, 0.0, label_smoothing=0.0, seed=5)
+    out, targets = mix(images, labels)
+    assert torch.equal(torch.get_rng_state(), before)
+    torch.manual_seed(5)
+    torch.rand(())  # the draw that decides whether this batch is mixed (prob)
+    ref, ref_targets = v2.MixUp(alpha=0.8, num_classes=6)(images, labels)
+    torch.testing.assert_close(out, ref, atol=0, rtol=0)
+    torch.testing.assert_close(targets, ref_targets)
+
+
+@pytest.mark.parametrize(
+    ("policy", "kind"),
+    [
+        ("rand-m9-mstd0.5", "RandAugment"),
+        ("rand-m7-n3", "RandAugment"),
+        ("ra", "RandAugment"),
+        ("ta_wide", "TrivialAugmentWide"),
+        ("trivialaugment", "TrivialAugmentWide"),
+        ("augmix", "AugMix"),
+        ("imagenet", "AutoAugment"),
+    ],
+)
+def test_auto_augment_names_map_onto_torchvision(
+    policy: str, kind: str, picture: Image.Image
+) -> None:
+    t = train_transform(24, "light", auto_augment=policy)
+    names = [type(step).__name__ for step in t.transforms]
+    assert kind in names and names.count("RandAugment") <= 1
+    assert t(picture).shape == (3, 24, 24)
+
+
+def test_timms_rand_string_keeps_its_magnitude_fraction(caplog: pytest.LogCaptureFixture) -> None:
+    from torchvision.transforms import v2
+
+    from effnet.data.augment import auto_augment_transform
+
+    ra = auto_augment_transform("rand-m9-n3-mstd0.5", v2.InterpolationMode.BICUBIC)
+    assert (ra.num_ops, ra.magnitude, ra.num_magnitude_bins) == (3, 9, 11)  # 9/10 of the maximum
+    assert "mstd0.5" in caplog.text  # dropped, and said so
+    medium = train_transform(24, "medium", auto_augment="rand-m5")
+    kinds = [type(s).__name__ for s in medium.transforms]
+    assert kinds.count("RandAugment") == 1  # the preset's own is replaced
+
+
+@pytest.mark.parametrize(
+    ("policy", "preset", "magnitude", "message"),
+    [
+        ("augmix-m5-w4", "light", None, "unknown auto-augment"),
+        ("v0", "light", None, "unknown auto-augment"),
+        ("rand-m12", "light", None, "0..10"),
+        ("rand-n2", "light", None, "needs m"),
+        ("rand-m9", "none", None, "needs a random preset"),
+        ("rand-m9", "medium", 5, "pass one of them"),
+    ],
+)
+def test_auto_augment_refuses_what_it_cannot_map(
+    policy: str, preset: str, magnitude: int | None, message: str
+) -> None:
+    with pytest.raises(ValueError, match=message):
+        train_transform(24, preset, auto_augment=policy, magnitude=magnitude)
+
+
+def test_random_erasing_probability_for_any_preset() -> None:
+    def erasing(t: object) -> list[float]:
+        return [s.p for s in t.transforms if type(s).__name__ == "RandomErasing"]
+
+    assert erasing(train_transform(24, "heavy")) == [0.25]
+    assert erasing(train_transform(24, "heavy", erase_prob=0.0)) == []
+    assert erasing(train_transform(24, "light", erase_prob=0.4)) == [0.4]
+    assert erasing(train_transform(24, "light")) == []

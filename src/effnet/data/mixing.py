@@ -1,17 +1,24 @@
-"""Batch-level Mixup / CutMix with soft targets, written out so alphas can change mid-run.
+"""Batch-level Mixup / CutMix with soft targets: torchvision's ``v2.MixUp`` and ``v2.CutMix``.
 
-torchvision's ``v2.MixUp`` / ``v2.CutMix`` fix alpha at construction; progressive learning
-raises the mixing strength stage by stage, so here ``mixup_alpha`` and ``cutmix_alpha`` are
-plain attributes. Each batch is paired with itself reversed (``x.flip(0)``), which needs no
-random permutation and, with a shuffling sampler, pairs random images anyway.
+torchvision draws the mixing weight, the CutMix box and the pairing (each image with its
+neighbour, ``roll(1, 0)``; the sampler has shuffled the batch), and adjusts the CutMix weight to
+the area of the box after clipping. What this module adds around them:
+
+* **label smoothing** before mixing (torchvision mixes one-hot targets; it takes soft targets
+  too, so the smoothed ones are handed in, and a row still sums to 1);
+* **the choice per batch** of ``prob`` (mix at all) and ``switch_prob`` (CutMix rather than
+  Mixup), timm's ``Mixup`` settings;
+* **its own random stream**, seeded by ``seed`` and kept in the object: the draws do not depend
+  on what else uses torch's global generator (dropout, stochastic depth), so an epoch's mixing is
+  the same with any model and a resumed run mixes exactly as an uninterrupted one;
+* **alphas that change between progressive-learning stages** (:meth:`set_alphas` builds new
+  torchvision transforms; theirs fix alpha at construction).
 """
 
 from __future__ import annotations
 
-import math
-import random
-
 import torch
+from torchvision.transforms import v2
 
 from effnet.errors import ConfigError
 
@@ -62,12 +69,15 @@ class MixupCutmix:
         if not 0.0 <= label_smoothing < 1.0:
             raise ConfigError(f"label_smoothing must be in [0, 1), got {label_smoothing}")
         self.num_classes = num_classes
-        self.mixup_alpha = mixup_alpha
-        self.cutmix_alpha = cutmix_alpha
         self.prob = prob
         self.switch_prob = switch_prob
         self.label_smoothing = label_smoothing
-        self._rng = random.Random(seed)
+        generator = torch.Generator()
+        if seed is None:
+            generator.seed()  # non-deterministic, and torch's global generator untouched
+        else:
+            generator.manual_seed(seed)
+        self._rng_state = generator.get_state()
         self.set_alphas(mixup_alpha, cutmix_alpha)
 
     def set_alphas(self, mixup_alpha: float, cutmix_alpha: float) -> None:
@@ -78,6 +88,9 @@ class MixupCutmix:
             )
         self.mixup_alpha = float(mixup_alpha)
         self.cutmix_alpha = float(cutmix_alpha)
+        n = self.num_classes
+        self._mixup = v2.MixUp(alpha=self.mixup_alpha, num_classes=n) if mixup_alpha else None
+        self._cutmix = v2.CutMix(alpha=self.cutmix_alpha, num_classes=n) if cutmix_alpha else None
 
     @property
     def enabled(self) -> bool:
@@ -92,28 +105,17 @@ class MixupCutmix:
                 f"{tuple(labels.shape)}"
             )
         targets = one_hot(labels, self.num_classes, self.label_smoothing).to(images.dtype)
-        if not self.enabled or self._rng.random() >= self.prob:
+        if not self.enabled:
             return images, targets
-        use_cutmix = self.cutmix_alpha > 0 and (
-            self.mixup_alpha == 0 or self._rng.random() < self.switch_prob
-        )
-        if use_cutmix:
-            lam = self._rng.betavariate(self.cutmix_alpha, self.cutmix_alpha)
-            images, lam = self._cutmix(images, lam)
-        else:
-            lam = self._rng.betavariate(self.mixup_alpha, self.mixup_alpha)
-            images = images * lam + images.flip(0) * (1.0 - lam)
-        return images, targets * lam + targets.flip(0) * (1.0 - lam)
-
-    def _cutmix(self, images: torch.Tensor, lam: float) -> tuple[torch.Tensor, float]:
-        """Paste a box of area ~(1 - lam) from the partner image; lam follows the clipped box."""
-        h, w = images.shape[-2:]
-        cut = math.sqrt(1.0 - lam)
-        ch, cw = int(h * cut), int(w * cut)
-        cy, cx = self._rng.randrange(h), self._rng.randrange(w)
-        y0, y1 = max(cy - ch // 2, 0), min(cy + ch // 2, h)
-        x0, x1 = max(cx - cw // 2, 0), min(cx + cw // 2, w)
-        mixed = images.clone()
-        mixed[..., y0:y1, x0:x1] = images.flip(0)[..., y0:y1, x0:x1]
-        # The box is clipped at the borders, so the label weight uses its real area.
-        return mixed, 1.0 - (y1 - y0) * (x1 - x0) / (h * w)
+        # torchvision draws from torch's global generator: run it on this object's stream
+        with torch.random.fork_rng(devices=[]):
+            torch.set_rng_state(self._rng_state)
+            if float(torch.rand(())) < self.prob:
+                use_cutmix = self._cutmix is not None and (
+                    self._mixup is None or float(torch.rand(())) < self.switch_prob
+                )
+                mix = self._cutmix if use_cutmix else self._mixup
+                assert mix is not None  # enabled: at least one alpha is > 0
+                images, targets = mix(images, targets)
+            self._rng_state = torch.get_rng_state()
+        return images, targets

@@ -197,7 +197,7 @@ def _step(setup: TrainSetup) -> None:
     if setup.scheduler is not None:
         setup.scheduler.step()
     if setup.ema is not None:
-        setup.ema.update(setup.ema_source or setup.model)
+        setup.ema.update_parameters(setup.ema_source or setup.model)
     if setup.on_step is not None:
         setup.on_step()
 

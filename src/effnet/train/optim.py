@@ -7,7 +7,8 @@ config that names its settings the same way (:class:`OptimSettings`).
 from __future__ import annotations
 
 import math
-from collections.abc import Callable, Iterable
+import re
+from collections.abc import Callable, Iterable, Mapping
 from typing import Protocol
 
 import torch
@@ -21,6 +22,8 @@ __all__ = [
     "OptimSettings",
     "build_optimizer",
     "build_scheduler",
+    "layer_decay_scales",
+    "layer_ids",
     "lr_lambda",
     "param_groups",
 ]
@@ -46,20 +49,78 @@ class OptimSettings(Protocol):
 
 
 def param_groups(
-    params: Iterable[tuple[str, nn.Parameter]], weight_decay: float
+    params: Iterable[tuple[str, nn.Parameter]],
+    weight_decay: float,
+    lr_scale: Mapping[str, float] | None = None,
 ) -> list[dict[str, object]]:
-    """Weight decay on conv/linear weights only: never on BatchNorm affine terms or biases."""
-    decay, no_decay = [], []
-    for _, p in params:
+    """Weight decay on conv/linear weights only: never on BatchNorm affine terms or biases.
+
+    ``lr_scale`` (parameter name -> multiplier, :func:`layer_decay_scales`) splits the groups
+    further by learning-rate multiplier, from the smallest (the input) up; each such group
+    carries its ``lr_scale``.
+    """
+    groups: dict[tuple[float, bool], list[nn.Parameter]] = {}
+    for name, p in params:
         if not p.requires_grad:
             continue
-        (no_decay if p.ndim <= 1 else decay).append(p)
-    groups: list[dict[str, object]] = []
-    if decay:
-        groups.append({"params": decay, "weight_decay": weight_decay})
-    if no_decay:
-        groups.append({"params": no_decay, "weight_decay": 0.0})
-    return groups
+        scale = lr_scale.get(name, 1.0) if lr_scale is not None else 1.0
+        groups.setdefault((scale, p.ndim > 1), []).append(p)
+    out: list[dict[str, object]] = []
+    for scale, decay in sorted(groups, key=lambda k: (k[0], not k[1])):
+        group: dict[str, object] = {
+            "params": groups[scale, decay],
+            "weight_decay": weight_decay if decay else 0.0,
+        }
+        if lr_scale is not None:
+            group["lr_scale"] = float(scale)
+        out.append(group)
+    return out
+
+
+_JOIN_PREVIOUS = 99999
+"""A ``group_matcher`` suffix that puts the matched parameters in the layer before them
+(timm's convention: EfficientNet's conv head trains with the last block)."""
+
+
+def layer_ids(model: nn.Module, coarse: bool = False) -> dict[str, int]:
+    """Each parameter's layer, numbered from the input (0) to the output, by the model's
+    ``group_matcher`` as timm reads one.
+
+    The matcher's groups are in order (stem, blocks, ...); within a group the numbers a pattern
+    captures (stage, block) order the layers; a pattern with the suffix ``(99999,)`` joins the
+    layer before it; a parameter no pattern matches (the classifier) is in the last layer.
+    """
+    rules = []
+    for order, spec in enumerate(model.group_matcher(coarse=coarse).values()):
+        for pattern, suffix in [(spec, None)] if isinstance(spec, str) else spec:
+            rules.append((re.compile(pattern), order, tuple(suffix or ())))
+
+    def key(name: str) -> tuple[float, ...]:
+        for regex, order, suffix in rules:
+            found = regex.match(name)
+            if found:
+                return (order, *(int(g) for g in found.groups()), *suffix)
+        return (math.inf,)
+
+    keys = {name: key(name) for name, _ in model.named_parameters()}
+    layer_of: dict[tuple[float, ...], int] = {}
+    layer = -1
+    for k in sorted(set(keys.values())):
+        if layer < 0 or k[-1] != _JOIN_PREVIOUS:
+            layer += 1
+        layer_of[k] = layer
+    return {name: layer_of[k] for name, k in keys.items()}
+
+
+def layer_decay_scales(model: nn.Module, decay: float, coarse: bool = False) -> dict[str, float]:
+    """Layer-wise learning-rate decay (timm's ``--layer-decay``, BEiT's fine-tuning recipe):
+    layer ``i`` of ``n`` (:func:`layer_ids`) trains at ``lr * decay ** (n - 1 - i)``, so the
+    classifier keeps the full rate and the stem gets the smallest."""
+    if not 0.0 < decay <= 1.0:
+        raise ConfigError(f"layer_decay must be in (0, 1] (1 = off), got {decay}")
+    ids = layer_ids(model, coarse)
+    last = max(ids.values())
+    return {name: decay ** (last - i) for name, i in ids.items()}
 
 
 def build_optimizer(
@@ -68,10 +129,17 @@ def build_optimizer(
     lr: float,
     weight_decay: float,
     momentum: float = 0.9,
+    lr_scale: Mapping[str, float] | None = None,
 ) -> torch.optim.Optimizer:
-    groups = param_groups(named_params, weight_decay)
+    """The optimizer ``name`` over :func:`param_groups`; with ``lr_scale`` each group's
+    learning rate is ``lr`` times its multiplier (the schedule then scales them all alike)."""
+    groups = param_groups(named_params, weight_decay, lr_scale)
     if not groups:
         raise ConfigError("no trainable parameters: every parameter has requires_grad=False")
+    for group in groups:
+        scale = group.get("lr_scale")
+        if isinstance(scale, float):
+            group["lr"] = lr * scale
     if name == "adamw":
         return torch.optim.AdamW(groups, lr=lr)
     if name == "sgd":
