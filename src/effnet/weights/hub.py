@@ -19,10 +19,10 @@ import contextlib
 import errno
 import hashlib
 import importlib.util
+import logging
 import os
 import re
 import socket
-import sys
 import tempfile
 import time
 import urllib.error
@@ -47,6 +47,7 @@ __all__ = [
     "torch_hub_path",
 ]
 
+log = logging.getLogger(__name__)
 _CHUNK = 1 << 20
 STALE_AFTER_S = 6 * 3600
 """A partial file untouched this long is abandoned, whichever process or machine wrote it (a live
@@ -283,10 +284,7 @@ def _download_lock(dest: Path, progress: bool) -> Iterator[None]:
                 fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 if progress:
-                    print(
-                        f"effnet: waiting for another process downloading {dest.name}",
-                        file=sys.stderr,
-                    )
+                    log.info("waiting for another process downloading %s", dest.name)
                 fcntl.flock(fd, fcntl.LOCK_EX)
             held = os.fstat(fd)
             try:
