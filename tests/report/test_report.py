@@ -13,6 +13,7 @@ from effnet.cli import main
 from effnet.host import torch_threads
 from effnet.report import (
     Predictions,
+    expected_calibration_error,
     load_predictions,
     save_predictions,
     write_report,
@@ -39,8 +40,15 @@ def _ids(text: str) -> set[str]:
 
 
 def test_report_of_a_run_recomputes_and_saves_predictions(run: Path) -> None:
-    for old in run.glob("predictions_*.npz"):
+    from effnet.weights import read_state_dict, write_safetensors
+
+    assert (run / "report.html").is_file()  # the run wrote its own; now make it an older run:
+    for old in run.glob("predictions_*.npz"):  # no saved predictions,
         old.unlink()
+    for name in ("best.safetensors", "last.safetensors"):  # no stored temperature
+        weights, meta = read_state_dict(run / name)
+        meta.pop("temperature", None)
+        write_safetensors(run / name, weights, meta)
     path = write_report(run)
     assert path == run / "report.html"
     text = path.read_text()
@@ -110,6 +118,23 @@ def test_bare_directory_with_predictions_only(tmp_path: Path) -> None:
     assert "No held-out predictions to fit a temperature on" in text
 
 
+def test_calibration_measures_the_model_s_own_probabilities(tmp_path: Path) -> None:
+    """With TTA the page scores the averaged output but calibrates the unflipped view's logits
+    (what predict serves and the stored temperature divides)."""
+    gen = torch.Generator().manual_seed(0)
+    targets = torch.randint(0, 3, (80,), generator=gen)
+    view = torch.randn(80, 3, generator=gen) * 4
+    averaged = (view.softmax(1) * 0.5 + 0.5 / 3).log()  # softer, same argmax
+    pred = Predictions.create(
+        "test", [f"x{i}.png" for i in range(80)], targets, averaged, "abc", view
+    )
+    text = write_report(tmp_path, predictions=[pred], temperature=2.0, recompute=False).read_text()
+    raw = expected_calibration_error(view.softmax(1), targets)
+    scaled = expected_calibration_error((view / 2.0).softmax(1), targets)
+    assert f">{raw:.4f}</td>" in text and f">{scaled:.4f}</td>" in text
+    assert "the accuracy above averages the test-time flips" in text
+
+
 def test_predictions_round_trip(tmp_path: Path) -> None:
     logits = torch.randn(5, 3)
     path = save_predictions(tmp_path, "val", [Path("a.png")] * 5, [0, 1, 2, 0, 1], logits, "xyz")
@@ -118,6 +143,14 @@ def test_predictions_round_trip(tmp_path: Path) -> None:
     assert back is not None and back.classes == ("x", "y", "z") and back.paths[0] == "a.png"
     assert torch.equal(back.logits, logits) and back.targets.tolist() == [0, 1, 2, 0, 1]
     assert load_predictions(tmp_path, "test") is None
+    view = torch.randn(5, 3)  # with TTA: the unflipped view's logits travel beside
+    save_predictions(tmp_path, "tta", ["a.png"] * 5, [0, 1, 2, 0, 1], logits, "xyz", view)
+    back = load_predictions(tmp_path, "tta")
+    assert back is not None and back.view_logits is not None
+    assert torch.equal(back.view_logits, view) and torch.equal(back.model_logits, view)
+    assert (
+        torch.equal(back.logits, logits) and load_predictions(tmp_path, "val").view_logits is None
+    )
     with pytest.raises(ValueError, match="logits of shape"):
         save_predictions(tmp_path, "val", ["a.png"], [0], torch.zeros(1, 2), "xyz")
     with pytest.raises(ValueError, match="split name"):

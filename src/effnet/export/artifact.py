@@ -2,7 +2,9 @@
 
 ``effnet export`` writes ``model.onnx`` (or ``.ts`` / ``.pt2``) and a sidecar ``model.onnx.json``
 holding what a deployment needs besides the graph: the resize, crop, interpolation, mean/std,
-channel count and class names of the weights. ONNX files also carry the same JSON inside, under
+channel count and class names of the weights, and for a fine-tuned checkpoint the calibration
+temperature ``temperature`` (calibrated probabilities are ``softmax(logits / T)``; the graph
+itself outputs the raw logits). ONNX files also carry the same JSON inside, under
 :data:`effnet.files.METADATA_KEY` of their ``metadata_props``, so the graph cannot be served
 with the wrong preprocessing even when the sidecar is lost.
 """

@@ -85,6 +85,11 @@ class ExportResult:
             f"parity vs eager: max |logit difference| = {self.parity_max_abs_diff:.2e} "
             f"(allowed {self.parity_atol:g}) -- OK",
         ]
+        if self.extra.get("temperature"):
+            lines.append(
+                f"calibration temperature {self.extra['temperature']:.3f} in the metadata "
+                "(OnnxPredictor applies it: probabilities = softmax(logits / T))"
+            )
         if self.graph:
             g = self.graph
             lines.append(

@@ -133,6 +133,8 @@ def export_source(
 
     The result's ``int8`` holds the int8 report; when int8 lost more than ``max_drop`` points
     the fp32 export is kept, no int8 file is written, and ``extra["int8_refused"]`` says why.
+    A checkpoint's calibration temperature (stored by the fine-tuning run) is copied into the
+    exported file's metadata, where :class:`effnet.predict.OnnxPredictor` applies it.
     """
     if int8 is not None and format != "onnx":
         raise ConfigError("--int8 produces an ONNX model: use it with --format onnx")
@@ -143,6 +145,12 @@ def export_source(
         raise WeightsError(f"{source} built a model without preprocessing; export an effnet model")
     # the data first: a wrong --calib should fail before minutes of export
     loaders = int8_loaders(net, int8, source, resolution) if int8 is not None else None
+    from effnet.weights.native import TEMPERATURE_KEY, stored_temperature
+
+    extra: dict[str, Any] = {"source": meta.get("source", source)}
+    temperature = stored_temperature(meta)
+    if temperature is not None:  # a fine-tuned checkpoint's calibration travels with the file
+        extra[TEMPERATURE_KEY] = temperature
     result = export_model(
         net,
         out,
@@ -150,9 +158,9 @@ def export_source(
         resolution=resolution,
         dynamic_batch=dynamic_batch or int8 is not None,
         opset=opset,
-        metadata={"source": meta.get("source", source)},
+        metadata=extra,
     )
-    result.extra["source"] = meta.get("source", source)
+    result.extra.update(extra)
     if int8 is None or loaders is None:
         return result
     target = result.path.with_name(result.path.name.removesuffix(".onnx") + ".int8.onnx")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 import os
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass, field
@@ -13,6 +14,7 @@ from torch import nn
 from tqdm.auto import tqdm
 
 from effnet.data import UnreadableImageError, eval_transform, list_images, load_image
+from effnet.errors import ConfigError
 from effnet.export.fold import optimize
 from effnet.model import EfficientNet
 
@@ -36,6 +38,9 @@ class PredictionRun:
     predictions: list[Prediction] = field(default_factory=list)
     skipped: list[tuple[str, str]] = field(default_factory=list)
     """(path, reason) for every file that could not be read."""
+    temperature: float = 1.0
+    """The temperature the probabilities were computed with: ``softmax(logits / T)``
+    (1.0: the raw softmax)."""
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
@@ -64,11 +69,16 @@ def classify_files(
     topk: int = 5,
     batch_size: int = 16,
     progress: bool = False,
+    temperature: float | None = None,
 ) -> PredictionRun:
     """Top-k predictions for every readable image: ``transform`` makes a (C, H, W) tensor of a
-    picture, ``logits`` runs a batch of them; unreadable files are reported, not fatal."""
+    picture, ``logits`` runs a batch of them; unreadable files are reported, not fatal.
+    Probabilities are ``softmax(logits / temperature)`` (None: 1, the raw softmax)."""
+    temperature = 1.0 if temperature is None else float(temperature)
+    if not 0 < temperature < math.inf:
+        raise ConfigError(f"temperature must be a positive number, got {temperature}")
     files = expand_inputs(inputs)
-    run = PredictionRun()
+    run = PredictionRun(temperature=temperature)
     with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
         for start in range(0, len(files), batch_size):
             tensors, kept = [], []
@@ -81,7 +91,7 @@ def classify_files(
             bar.update(len(files[start : start + batch_size]))
             if not tensors:
                 continue
-            probs = logits(torch.stack(tensors)).float().softmax(dim=-1)
+            probs = (logits(torch.stack(tensors)).float() / temperature).softmax(dim=-1)
             values, indices = probs.topk(min(topk, probs.shape[-1]), dim=-1)
             for path, vals, idx in zip(kept, values.tolist(), indices.tolist()):
                 labels = [names[i] if i < len(names) else str(i) for i in idx]
@@ -95,13 +105,16 @@ def predict_files(
     topk: int = 5,
     batch_size: int = 16,
     progress: bool = True,
+    temperature: float | None = None,
 ) -> PredictionRun:
     """Top-k predictions of ``model`` for every readable image.
 
     Preprocessing comes from ``model.preprocess`` (bound to its weights) and label names from
     ``model.class_names`` (ImageNet names for ImageNet weights, a checkpoint's own classes).
     An effnet model runs as its fused inference copy (BatchNorm folded, in-place activations);
-    ``model`` itself is not changed.
+    ``model`` itself is not changed. ``temperature``: calibrated probabilities
+    ``softmax(logits / T)``, with the ``T`` a fine-tuning run stored in its checkpoint
+    (``effnet.weights.stored_temperature(metadata)``); None: the raw softmax.
     """
     device = next(model.parameters()).device
     model.eval()
@@ -120,4 +133,5 @@ def predict_files(
         topk=topk,
         batch_size=batch_size,
         progress=progress,
+        temperature=temperature,
     )

@@ -7,6 +7,10 @@ preprocessing::
     predictor = OnnxPredictor("b0.onnx", threads=2)
     run = predictor.predict_files(["cat.jpg"], topk=3)
     logits = predictor.logits(batch)  # (N, C, H, W) float32, already preprocessed
+    probs = predictor.probs(batch)  # softmax(logits / T): calibrated when the file carries T
+
+A fine-tuned checkpoint's calibration temperature travels in the metadata (key
+``temperature``); :meth:`OnnxPredictor.probs` and :meth:`OnnxPredictor.predict_files` apply it.
 
 The image pipeline is :func:`effnet.data.eval_transform` and the batch loop
 :func:`effnet.predict.files.classify_files`, the very ones ``effnet predict`` uses with the eager
@@ -26,6 +30,7 @@ import torch
 from effnet.errors import ConfigError
 from effnet.export.artifact import read_export_metadata, session_options
 from effnet.predict.files import PredictionRun, classify_files
+from effnet.weights.native import stored_temperature
 
 __all__ = ["OnnxPredictor"]
 
@@ -68,6 +73,8 @@ class OnnxPredictor:
         self.in_chans = int(self.metadata.get("in_chans", 3))
         self.preprocess = PreprocessConfig.from_dict(self.metadata["preprocess"])
         self._transform = eval_transform(self.preprocess, in_chans=self.in_chans)
+        self.temperature = stored_temperature(self.metadata) or 1.0
+        """Calibrated probabilities are ``softmax(logits / temperature)`` (1.0: none stored)."""
 
     def transform(self, image: Any) -> np.ndarray:
         """One PIL image -> a (C, H, W) float32 array, exactly as the eager model expects it."""
@@ -86,10 +93,16 @@ class OnnxPredictor:
             )
         return np.asarray(self.session.run(None, {self.input_name: array})[0])
 
+    def probs(self, batch: Any) -> np.ndarray:
+        """Class probabilities ``softmax(logits / temperature)`` for a preprocessed batch."""
+        logits = torch.from_numpy(self.logits(batch)).float()
+        return (logits / self.temperature).softmax(-1).numpy()
+
     def predict_files(
         self, inputs: Iterable[str | os.PathLike[str]], topk: int = 5, batch_size: int = 16
     ) -> PredictionRun:
-        """Like :func:`effnet.predict.predict_files`, but through ONNX Runtime."""
+        """Like :func:`effnet.predict.predict_files`, but through ONNX Runtime (with the
+        temperature stored in the metadata)."""
         return classify_files(
             inputs,
             self._transform,
@@ -97,4 +110,5 @@ class OnnxPredictor:
             self.classes,
             topk=topk,
             batch_size=batch_size,
+            temperature=self.temperature,
         )

@@ -1,9 +1,16 @@
 """A split's predictions, saved next to a run: ``predictions_<split>.npz``.
 
 One compressed NumPy archive per split, readable without pickle: ``logits`` (N, C) float32,
-``targets`` (N,) int64, ``paths`` (N,) text and ``classes`` (C,) text. The training code writes
-one for the evaluated split and one for the split the temperature is fitted on; the report is
-then drawn without running the model over the data again.
+``targets`` (N,) int64, ``paths`` (N,) text and ``classes`` (C,) text; with test-time
+augmentation also ``view_logits`` (N, C), the unflipped image's own logits. The training code
+writes one for the evaluated split and one for the split the temperature is fitted on; the
+report is then drawn without running the model over the data again.
+
+Two kinds of output, and which one each number uses: ``logits`` are what the run scored with
+(with TTA, the log of the mean softmax over the flips), so accuracy, the confusion matrix and
+the gallery match ``report.json``; calibration measures the model's own probabilities
+(:attr:`Predictions.model_logits`, one view), because those are what ``effnet predict`` and an
+exported model serve and what the stored temperature is applied to.
 """
 
 from __future__ import annotations
@@ -18,6 +25,7 @@ import numpy as np
 import torch
 
 from effnet.errors import RunDirError
+from effnet.files import atomic_write
 
 __all__ = ["Predictions", "load_predictions", "predictions_path", "save_predictions"]
 
@@ -35,6 +43,8 @@ class Predictions:
     logits: torch.Tensor
     """(N, C) float32; log-probabilities also work (what test-time augmentation returns)."""
     classes: tuple[str, ...]
+    view_logits: torch.Tensor | None = None
+    """(N, C) float32 with test-time augmentation: the unflipped image's own logits."""
 
     def __post_init__(self) -> None:
         n, c = len(self.paths), len(self.classes)
@@ -43,6 +53,11 @@ class Predictions:
                 f"predictions for {self.split!r}: expected {n} paths, targets of shape ({n},) and "
                 f"logits of shape ({n}, {c}) for {c} classes; got targets "
                 f"{tuple(self.targets.shape)} and logits {tuple(self.logits.shape)}"
+            )
+        if self.view_logits is not None and self.view_logits.shape != self.logits.shape:
+            raise ValueError(
+                f"predictions for {self.split!r}: view_logits must have the shape of logits "
+                f"({n}, {c}), got {tuple(self.view_logits.shape)}"
             )
         if n and (int(self.targets.min()) < 0 or int(self.targets.max()) >= c):
             raise ValueError(
@@ -56,9 +71,19 @@ class Predictions:
     def preds(self) -> torch.Tensor:
         return self.logits.argmax(1)
 
+    @property
+    def model_logits(self) -> torch.Tensor:
+        """The model's own logits, one view: what calibration measures and the temperature
+        divides (``view_logits`` with TTA, else ``logits``)."""
+        return self.logits if self.view_logits is None else self.view_logits
+
     def probs(self, temperature: float = 1.0) -> torch.Tensor:
-        """``softmax(logits / temperature)``."""
+        """``softmax(logits / temperature)``: the probabilities the run scored with."""
         return (self.logits.float() / temperature).softmax(1)
+
+    def model_probs(self, temperature: float = 1.0) -> torch.Tensor:
+        """``softmax(model_logits / temperature)``: what ``effnet predict`` serves."""
+        return (self.model_logits.float() / temperature).softmax(1)
 
     @classmethod
     def create(
@@ -68,15 +93,21 @@ class Predictions:
         targets: Sequence[int] | torch.Tensor,
         logits: torch.Tensor,
         classes: Sequence[str],
+        view_logits: torch.Tensor | None = None,
     ) -> Predictions:
         """From what an evaluation returns (tensors on any device, paths as ``Path``)."""
         return cls(
             split,
             tuple(str(p) for p in paths),
             torch.as_tensor(targets).detach().to("cpu", torch.long).reshape(-1),
-            torch.as_tensor(logits).detach().to("cpu", torch.float32),
+            _floats(logits),
             tuple(classes),
+            None if view_logits is None else _floats(view_logits),
         )
+
+
+def _floats(logits: torch.Tensor) -> torch.Tensor:
+    return torch.as_tensor(logits).detach().to("cpu", torch.float32).contiguous()
 
 
 def predictions_path(run_dir: str | os.PathLike[str], split: str) -> Path:
@@ -92,26 +123,31 @@ def save_predictions(
     targets: Sequence[int] | torch.Tensor,
     logits: torch.Tensor,
     classes: Sequence[str],
+    view_logits: torch.Tensor | None = None,
 ) -> Path:
     """Write ``run_dir/predictions_<split>.npz`` (atomically) and return its path.
 
     ``paths[i]`` is the image whose true class is ``targets[i]`` and whose logits (or
-    log-probabilities) are ``logits[i]``; ``classes`` names the columns.
+    log-probabilities) are ``logits[i]``; ``classes`` names the columns. ``view_logits``: with
+    test-time augmentation, the unflipped image's own logits (``EvalResult.view_logits``).
     """
-    pred = Predictions.create(split, paths, targets, logits, classes)
+    pred = Predictions.create(split, paths, targets, logits, classes, view_logits)
+    arrays = {
+        "logits": pred.logits.numpy(),
+        "targets": pred.targets.numpy(),
+        "paths": np.array(pred.paths, dtype=str),
+        "classes": np.array(pred.classes, dtype=str),
+    }
+    if pred.view_logits is not None:
+        arrays["view_logits"] = pred.view_logits.numpy()
     path = predictions_path(run_dir, split)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(path.name + ".tmp")
-    with open(tmp, "wb") as f:
-        np.savez_compressed(
-            f,
-            logits=pred.logits.numpy(),
-            targets=pred.targets.numpy(),
-            paths=np.array(pred.paths, dtype=str),
-            classes=np.array(pred.classes, dtype=str),
-        )
-    tmp.replace(path)
+    atomic_write(path, lambda tmp: _savez(tmp, arrays))
     return path
+
+
+def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:
+    with open(path, "wb") as f:  # a file object: np.savez would append .npz to a name
+        np.savez_compressed(f, **arrays)
 
 
 def load_predictions(run_dir: str | os.PathLike[str], split: str) -> Predictions | None:
@@ -121,12 +157,14 @@ def load_predictions(run_dir: str | os.PathLike[str], split: str) -> Predictions
         return None
     try:
         with np.load(path, allow_pickle=False) as data:
+            view = data["view_logits"] if "view_logits" in data.files else None
             return Predictions(
                 split,
                 tuple(str(p) for p in data["paths"].tolist()),
                 torch.from_numpy(data["targets"].astype(np.int64)),
                 torch.from_numpy(data["logits"].astype(np.float32)),
                 tuple(str(c) for c in data["classes"].tolist()),
+                None if view is None else torch.from_numpy(view.astype(np.float32)),
             )
     except (KeyError, ValueError, OSError) as exc:
         raise RunDirError(

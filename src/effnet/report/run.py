@@ -8,6 +8,8 @@ has none of them and the report simply says what is missing.
 
 When a split's predictions were not saved (a run from before the report existed), they are
 recomputed from the checkpoint on exactly the images the run recorded in ``data.json``.
+A fine-tuning run saves its own at its end (``effnet.train.finetuning``), through the same
+:func:`calibration_sample` for the training split.
 """
 
 from __future__ import annotations
@@ -26,12 +28,30 @@ from torch import nn
 from effnet.errors import RunDirError
 from effnet.report.predictions import Predictions, save_predictions
 
-__all__ = ["RunFiles", "read_run", "recompute_predictions"]
+__all__ = [
+    "CALIBRATION_SAMPLES",
+    "RunFiles",
+    "calibration_sample",
+    "read_run",
+    "recompute_predictions",
+]
 
 CALIBRATION_SAMPLES = 1000
-"""Most images a *recomputed* calibration split uses (a seeded, stratified-enough sample):
-one temperature is well determined by a few hundred predictions, and the training split of a
-large run would otherwise cost a full extra pass."""
+"""Most images of the *training* split a temperature is fitted on (when a run has no
+validation split): one temperature is well determined by a few hundred predictions, and the
+training split of a large run would otherwise cost a full extra pass."""
+
+
+def calibration_sample(part: Any, limit: int = CALIBRATION_SAMPLES) -> Any:
+    """At most ``limit`` images of the labelled set ``part``: a seeded sample kept in the set's
+    order (the same images every time for the same set)."""
+    from effnet.data import LabelledSet
+
+    if len(part) <= limit:
+        return part
+    keep = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))
+    chosen = sorted(keep[:limit].tolist())
+    return LabelledSet(tuple(part.samples[i] for i in chosen), part.classes, part.root)
 
 
 def _read_json(path: Path) -> dict[str, Any]:
@@ -66,12 +86,18 @@ class RunFiles:
     @property
     def stored_temperature(self) -> float | None:
         """The temperature saved with the checkpoint (metadata key ``temperature``), if any."""
-        value = self.checkpoint_meta.get("temperature")
-        return float(value) if isinstance(value, (int, float)) and value > 0 else None
+        from effnet.weights.native import stored_temperature
+
+        return stored_temperature(self.checkpoint_meta)
 
 
-def read_run(run_dir: str | os.PathLike[str]) -> RunFiles:
-    """Read what ``run_dir`` holds; raises :class:`RunDirError` when it is not a directory."""
+def read_run(
+    run_dir: str | os.PathLike[str], checkpoint: str | os.PathLike[str] | None = None
+) -> RunFiles:
+    """Read what ``run_dir`` holds; raises :class:`RunDirError` when it is not a directory.
+
+    ``checkpoint``: the weights file to describe instead of the directory's own best/last.
+    """
     root = Path(run_dir)
     if not root.is_dir():
         raise RunDirError(
@@ -84,7 +110,7 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunFiles:
         loaded = yaml.safe_load(config.read_text())
         run.config = loaded if isinstance(loaded, dict) else {}
     run.data = _read_json(root / "data.json")
-    run.summary = _read_json(root / "report.json")
+    run.summary = _read_json(root / "report.json") or _read_json(root / "eval_report.json")
     metrics = root / "metrics.jsonl"
     if metrics.is_file():
         for line in metrics.read_text().splitlines():
@@ -94,12 +120,18 @@ def read_run(run_dir: str | os.PathLike[str]) -> RunFiles:
                 continue  # a line cut short by a killed run
             if isinstance(row, dict):
                 run.history.append(row)
-    for name in ("best.safetensors", "last.safetensors"):
-        if (root / name).is_file():
-            from effnet.weights.io import read_metadata
+    from effnet.weights.io import read_metadata
 
-            run.checkpoint = root / name
-            run.checkpoint_meta = read_metadata(root / name)
+    candidates = [root / "best.safetensors", root / "last.safetensors"]
+    if checkpoint is not None:
+        from effnet.weights.native import checkpoint_in_run
+
+        path = Path(checkpoint)
+        candidates = [checkpoint_in_run(path) if path.is_dir() else path]
+    for path in candidates:
+        if path.is_file():
+            run.checkpoint = path
+            run.checkpoint_meta = read_metadata(path)
             break
     return run
 
@@ -130,10 +162,11 @@ def recompute_predictions(
     test-time augmentation, as its report was made) and, with ``save``, store the predictions
     next to the run. Splits the record does not hold are left out.
 
-    A ``"train"`` split (used only for calibration) is capped at :data:`CALIBRATION_SAMPLES`
-    images (a seeded sample).
+    A ``"train"`` split (used only for calibration, which needs the model's own one-view
+    logits) runs without TTA on at most :data:`CALIBRATION_SAMPLES` images
+    (:func:`calibration_sample`).
     """
-    from effnet.data import LabelledSet, eval_transform, recorded_splits
+    from effnet.data import eval_transform, recorded_splits
     from effnet.export.fold import optimize
     from effnet.train.distributed import DistContext
     from effnet.train.loaders import make_loader
@@ -157,15 +190,20 @@ def recompute_predictions(
     vflip = tta and bool(run.config.get("vflip"))
     out: dict[str, Predictions] = {}
     for name, part in parts.items():
-        if name == "train" and len(part) > CALIBRATION_SAMPLES:
-            keep = torch.randperm(len(part), generator=torch.Generator().manual_seed(0))
-            chosen = sorted(keep[:CALIBRATION_SAMPLES].tolist())
-            part = LabelledSet(tuple(part.samples[i] for i in chosen), part.classes, part.root)
+        views = tta and name != "train"
+        if name == "train":
+            part = calibration_sample(part)
         loader = make_loader(part, eval_transform(model), ctx, batch_size=batch_size, workers=0)
-        result = evaluate(fast, loader, ctx, tta=tta, tta_vflip=vflip, desc=f"report {name}")
+        result = evaluate(
+            fast, loader, ctx, tta=views, tta_vflip=views and vflip, desc=f"report {name}"
+        )
         paths = [str(p) for p, _ in part.samples]
-        pred = Predictions.create(name, paths, result.targets, result.logits, part.classes)
+        pred = Predictions.create(
+            name, paths, result.targets, result.logits, part.classes, result.view_logits
+        )
         if save:
-            save_predictions(run.run_dir, name, paths, pred.targets, pred.logits, part.classes)
+            save_predictions(
+                run.run_dir, name, paths, pred.targets, pred.logits, part.classes, pred.view_logits
+            )
         out[name] = pred
     return out

@@ -91,7 +91,7 @@ def _gallery(
     from effnet.data import UnreadableImageError, load_image
 
     probs = pred.probs()
-    calibrated = pred.probs(temperature) if temperature != 1.0 else None
+    calibrated = pred.model_probs(temperature) if temperature != 1.0 else None
     conf, chosen = probs.max(1)
     wrong = (chosen != pred.targets).nonzero().flatten().tolist()
     right = (chosen == pred.targets).nonzero().flatten().tolist()
@@ -109,7 +109,13 @@ def _gallery(
         "Each card: the image as the model saw it (after its resize and crop) and the "
         "Grad-CAM map of the predicted class on the model's last feature map (red: what "
         "spoke for the prediction). Probabilities are the model's own softmax"
-        + ("; calibrated ones apply the temperature below." if calibrated is not None else ".")
+        + (" averaged over the test-time flips" if pred.view_logits is not None else "")
+        + (
+            "; calibrated ones apply the temperature below"
+            + (" to the unflipped image's logits." if pred.view_logits is not None else ".")
+            if calibrated is not None
+            else "."
+        )
     )
     if model is not None and present:
         from effnet.report.cam import explain_images, model_view
@@ -154,6 +160,7 @@ def write_report(
     gallery: int = 12,
     recompute: bool = True,
     device: str | torch.device = "cpu",
+    checkpoint: str | os.PathLike[str] | None = None,
 ) -> Path:
     """Write ``run_dir/report.html`` and return its path.
 
@@ -168,9 +175,16 @@ def write_report(
     validation split, or the training split when the evaluated split is the validation one or
     there is none). ``wall_seconds`` defaults to ``report.json``'s. ``gallery`` images of each
     kind (the most confident mistakes, the least confident correct predictions) get maps.
+    ``checkpoint``: the weights the predictions came from, when they are not the directory's
+    own ``best``/``last`` (``effnet evaluate --out DIR``): its model name and stored
+    temperature are used.
+
+    Calibration is measured on the model's own probabilities (one view, what ``effnet
+    predict`` and an exported model serve: :attr:`Predictions.model_logits`), even when the
+    run's accuracy used test-time augmentation.
     """
     start = time.perf_counter()
-    run = read_run(run_dir)
+    run = read_run(run_dir, checkpoint=checkpoint)
     preds = _as_dict(predictions)
     saved = [p.stem.removeprefix("predictions_") for p in run.run_dir.glob("predictions_*.npz")]
     for name in sorted(set(saved) | set(run.recorded_splits)):
@@ -179,12 +193,21 @@ def write_report(
             if found is not None:
                 preds[name] = found
     evaluated = _choose_split(run, preds, split)
+    stored = temperature is None and run.stored_temperature is not None
     if temperature is None:
         temperature = run.stored_temperature
         fitted_note = "Stored with the checkpoint." if temperature else ""
     else:
         fitted_note = "Given by the training run."
     cal_split = _calibration_split(run, preds, evaluated) if temperature is None else ""
+    if stored:
+        fitted_on = preds.get(_calibration_split(run, preds, evaluated) or "")
+        if fitted_on is not None and len(fitted_on):
+            fitted_note = (
+                f"Fitted at the end of the run on its {fitted_on.split} split "
+                f"({len(fitted_on):,} images) and stored with the checkpoint: effnet predict, "
+                "effnet evaluate and exported models apply it."
+            )
     missing = [s for s in dict.fromkeys([evaluated, cal_split]) if s and s not in preds]
     if missing and recompute and run.checkpoint is not None and run.split_record:
         model = load_run_model(run, device) if model is None else model
@@ -196,7 +219,7 @@ def write_report(
     if temperature is None:
         cal = preds.get(cal_split) if cal_split else None
         if cal is not None and len(cal):
-            temperature = fit_temperature(cal.logits, cal.targets)
+            temperature = fit_temperature(cal.model_logits, cal.targets)
             fitted_note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
             if temperature == 1.0:
                 fitted_note += (
@@ -236,8 +259,14 @@ def write_report(
     before = after = None
     reliability_png = None
     if ev is not None and len(ev):
-        before = reliability(ev.probs(), ev.targets)
-        after = reliability(ev.probs(temperature), ev.targets)
+        before = reliability(ev.model_probs(), ev.targets)
+        after = reliability(ev.model_probs(temperature), ev.targets)
+        if ev.view_logits is not None:
+            fitted_note += (
+                " Measured on the model's own probabilities (the unflipped image, as effnet "
+                "predict and exported models serve them); the accuracy above averages the "
+                "test-time flips."
+            )
         fig = figures.reliability_figure(before, after, temperature)
         reliability_png = figures.png_bytes(fig)
     sections.append(
@@ -255,10 +284,12 @@ def write_report(
     wall = wall_seconds
     if wall is None:
         wall = (run.summary.get("timings") or {}).get("wall_seconds")
+    # a directory of effnet evaluate has no config.yaml: its eval_report.json names the data
+    about = run.config or {k: run.summary[k] for k in ("data", "label_mode") if k in run.summary}
     summary = summary_block(
         split=evaluated,
         metrics=metrics,
-        config=run.config,
+        config=about,
         data=run.data,
         model_name=str(run.config.get("model") or run.checkpoint_meta.get("architecture") or ""),
         weights=str(run.config.get("weights") or ""),

@@ -1,5 +1,6 @@
 """``evaluate_checkpoint``: the fine-tuning report (accuracy, balanced accuracy, macro-F1,
-per-class precision/recall, confusion matrix) for any checkpoint on any labelled data."""
+per-class precision/recall, confusion matrix, calibration) for any checkpoint on any labelled
+data; with ``out``, also the web page ``report.html`` there."""
 
 from __future__ import annotations
 
@@ -7,15 +8,17 @@ import os
 from pathlib import Path
 from typing import Any
 
+from torch import nn
+
 from effnet.data import LabelledSet, SourceSplits, eval_transform, load_source, recorded_splits
 from effnet.errors import BadDataError, ConfigError, WeightsError
 from effnet.files import write_json
 from effnet.train.distributed import init_distributed
 from effnet.train.loaders import make_loader
-from effnet.train.loop import evaluate
+from effnet.train.loop import EvalResult, evaluate
 from effnet.train.metrics import classification_report
 from effnet.train.run import inference_copy
-from effnet.weights.native import load_checkpoint
+from effnet.weights.native import load_checkpoint, stored_temperature
 
 __all__ = ["SPLITS", "evaluate_checkpoint"]
 
@@ -63,11 +66,18 @@ def evaluate_checkpoint(
     says so), that run's own test split, file for file (so no training image leaks in);
     otherwise every image. Class names are matched by name: the data may order them
     differently or hold fewer classes.
+
+    ``report["calibration"]``: the temperature stored with the checkpoint (by its fine-tuning
+    run; None for a checkpoint without one) and the expected calibration error of the model's
+    own probabilities before and after it. ``out``: ``eval_report.json``,
+    ``eval_confusion.png``, ``predictions_<split>.npz`` and ``report.html`` (the run report's
+    page for this evaluation) in that folder.
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
     path = Path(checkpoint)
-    model, _ = load_checkpoint(path)
+    model, meta = load_checkpoint(path)
+    temperature = stored_temperature(meta)
     classes = list(model.class_names or [])
     if not classes:
         raise WeightsError(
@@ -94,10 +104,57 @@ def evaluate_checkpoint(
         split=split,
         num_skipped_images=splits.num_skipped,
         tta=tta,
+        calibration=_calibration(result, temperature),
     )
     if out is not None:
         _write(Path(out), report, classes, f"{data} ({split}) confusion matrix")
+        try:
+            report["report_html"] = str(_page(Path(out), path, model, subset, split, result))
+        except ImportError:  # the optional report dependencies (matplotlib, captum)
+            pass
+        else:
+            write_json(Path(out) / "eval_report.json", report)
     return report
+
+
+def _calibration(result: EvalResult, temperature: float | None) -> dict[str, Any]:
+    """ECE of the model's own probabilities (one view, even with TTA: what predict serves),
+    raw and divided by the checkpoint's temperature."""
+    from effnet.report import expected_calibration_error
+
+    own = result.logits if result.view_logits is None else result.view_logits
+    calibrated = None
+    if temperature is not None:
+        calibrated = expected_calibration_error((own / temperature).softmax(1), result.targets)
+    return {
+        "temperature": temperature,
+        "ece": expected_calibration_error(own.softmax(1), result.targets),
+        "ece_calibrated": calibrated,
+    }
+
+
+def _page(
+    out_dir: Path,
+    checkpoint: Path,
+    model: nn.Module,
+    subset: LabelledSet,
+    split: str,
+    result: EvalResult,
+) -> Path:
+    """``out_dir/report.html`` from this evaluation's predictions (saved beside it)."""
+    from effnet.report import Predictions, save_predictions, write_report
+
+    paths = [str(p) for p, _ in subset.samples]
+    args = (paths, result.targets, result.logits, subset.classes, result.view_logits)
+    save_predictions(out_dir, split, *args)
+    return write_report(
+        out_dir,
+        predictions=[Predictions.create(split, *args)],
+        model=model,
+        split=split,
+        recompute=False,
+        checkpoint=checkpoint,
+    )
 
 
 def _write(out_dir: Path, report: dict[str, Any], classes: list[str], title: str) -> None:

@@ -5,7 +5,9 @@
    Without random augmentation the frozen backbone's features never change, so they are
    computed once and the head trains on them in seconds.
 3. Phase 2 ("full"): unfreeze everything; AdamW at ~1e-4 with warmup and cosine decay.
-4. Evaluate the best checkpoint on the held-out test split; write report, curves and plots.
+4. Evaluate the best checkpoint on the held-out test split; fit the temperature that calibrates
+   its probabilities (on the validation split, else on up to 1,000 training images) and store it
+   with the checkpoint; write report.json, the plots and the web page report.html.
 
 Every epoch ends with an atomic checkpoint; :func:`resume` continues a killed run and, because
 every epoch reseeds from (seed, phase, epoch), finishes with the same result as an uninterrupted
@@ -34,6 +36,7 @@ from effnet.train.checkpoint import (
     load_best,
     load_last,
     load_run_state,
+    store_temperature,
 )
 from effnet.train.config import (
     FinetuneConfig,
@@ -43,7 +46,7 @@ from effnet.train.config import (
     save_config,
 )
 from effnet.train.distributed import init_distributed
-from effnet.train.loop import resolve_amp
+from effnet.train.loop import EvalResult, resolve_amp
 from effnet.train.metrics import classification_report
 from effnet.train.phases import phase_full, phase_head, recalibrate_bn
 from effnet.train.run import Run, build_model, score
@@ -157,7 +160,7 @@ def _run(
             timings.update(phase_head(run, state))
         if c.epochs:
             timings.update(phase_full(run, state, on_step))
-        result = _finish(run, state, timings)
+        result = _finish(run, state, timings, wall)
     result.timings["wall_seconds"] = round(time.perf_counter() - wall, 2)
     if run.ctx.is_main:
         write_json(run.run_dir / "report.json", {**result.report, "timings": result.timings})
@@ -204,9 +207,10 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
     return run
 
 
-def _finish(run: Run, state: RunState, timings: dict[str, float]) -> FinetuneResult:
+def _finish(run: Run, state: RunState, timings: dict[str, float], started: float) -> FinetuneResult:
     """Reload the best weights (by validation accuracy; the last ones without a val split),
-    evaluate on the test split, write the report and the plots."""
+    evaluate on the test split, calibrate, write the report and the plots. ``started``: the
+    run's ``time.perf_counter()`` at its start (the page's wall time)."""
     c = run.config
     run.ctx.barrier()  # under torchrun: every rank reads what the main process wrote
     best_file = load_best(run.run_dir, run.model)
@@ -218,6 +222,7 @@ def _finish(run: Run, state: RunState, timings: dict[str, float]) -> FinetuneRes
         "best_epoch": state.best_epoch or "last",
         "image_size": run.model.preprocess.input_size,
     }
+    test = None
     if run.data.test is not None:
         test = score(run, run.model, run.data.test, tta=c.tta)
         report["test"] = classification_report(test.targets, test.preds, run.data.classes)
@@ -227,15 +232,96 @@ def _finish(run: Run, state: RunState, timings: dict[str, float]) -> FinetuneRes
             f"test: accuracy {t['accuracy']:.4f}, balanced {t['balanced_accuracy']:.4f}, "
             f"macro-F1 {t['macro_f1']:.4f} on {t['num_samples']} images"
         )
+    report["calibration"] = _calibrate(run, state, best_file, test, timings)
     full = [r["images_per_s"] for r in state.history if r["phase"] == "full" and r["images_per_s"]]
     if full:
         timings["full_images_per_s"] = round(sum(full) / len(full), 2)
     files: dict[str, str] = {}
     if run.ctx.is_main:
         files = _plots(run, state, report)
+        page = _report_page(run, timings, started)
+        if page is not None:
+            files["report_html"] = str(page)
         if run.writer is not None:
             run.writer.close()
     return FinetuneResult(run.run_dir, report, state.history, timings, best_file, files)
+
+
+def _last_is_best(state: RunState) -> bool:
+    row = state.history[-1] if state.history else {}
+    return bool(row) and state.best_epoch == f"{row['phase']} {row['epoch']}"
+
+
+def _calibrate(
+    run: Run,
+    state: RunState,
+    weights_file: Path,
+    test: EvalResult | None,
+    timings: dict[str, float],
+) -> dict[str, Any]:
+    """Fit the temperature of the model's own logits (one view: what predict and exported
+    models serve) on the validation split, else on up to ``CALIBRATION_SAMPLES`` training
+    images in eval mode; store it in ``weights_file``'s metadata (and ``last``'s when the best
+    epoch was the last) and save the predictions the report draws from. Every rank evaluates
+    (the passes are collective); the main one writes."""
+    from effnet.report import expected_calibration_error, fit_temperature, save_predictions
+    from effnet.report.run import calibration_sample
+
+    start = time.perf_counter()
+    name, part = ("val", run.data.val) if run.data.val is not None else ("train", None)
+    if part is None:
+        part = calibration_sample(run.data.train)
+    held = score(run, run.model, part)  # no TTA: the temperature divides one view's logits
+    temperature = fit_temperature(held.logits, held.targets)
+    info: dict[str, Any] = {"temperature": temperature, "split": name, "images": len(part)}
+    if test is not None:
+        own = test.logits if test.view_logits is None else test.view_logits
+        info["test_ece"] = expected_calibration_error(own.softmax(1), test.targets)
+        info["test_ece_calibrated"] = expected_calibration_error(
+            (own / temperature).softmax(1), test.targets
+        )
+    if run.ctx.is_main:
+        store_temperature(weights_file, temperature)
+        last = run.run_dir / "last.safetensors"
+        if weights_file != last and _last_is_best(state):  # the same weights: the same T
+            store_temperature(last, temperature)
+        classes = run.data.classes
+        paths = [p for p, _ in part.samples]
+        save_predictions(run.run_dir, name, paths, held.targets, held.logits, classes)
+        if test is not None and run.data.test is not None:
+            paths = [p for p, _ in run.data.test.samples]
+            save_predictions(
+                run.run_dir, "test", paths, test.targets, test.logits, classes, test.view_logits
+            )
+    ece = (
+        f"; test ECE {info['test_ece']:.4f} -> {info['test_ece_calibrated']:.4f}"
+        if "test_ece" in info
+        else ""
+    )
+    run.log(f"calibration: temperature {temperature:.3f} fitted on {len(part)} {name} images{ece}")
+    timings["calibration_seconds"] = round(time.perf_counter() - start, 2)
+    return info
+
+
+def _report_page(run: Run, timings: dict[str, float], started: float) -> Path | None:
+    """Write report.html from the predictions just saved; record its cost in ``timings``
+    (``report_fraction``: calibration and page together, over the run's wall time)."""
+    from effnet.report import write_report
+
+    start = time.perf_counter()
+    try:
+        path = write_report(
+            run.run_dir, model=run.model, wall_seconds=start - started, recompute=False
+        )
+    except ImportError as exc:  # the optional report dependencies (matplotlib, captum)
+        run.log(f"(no report.html: {exc}; pip install 'effnet[report]')")
+        return None
+    end = time.perf_counter()
+    timings["report_seconds"] = round(end - start, 2)
+    spent = timings["report_seconds"] + timings.get("calibration_seconds", 0.0)
+    timings["report_fraction"] = round(spent / max(end - started, 1e-9), 4)
+    run.log(f"report: {path}")
+    return path
 
 
 def _plots(run: Run, state: RunState, report: dict[str, Any]) -> dict[str, str]:
