@@ -13,6 +13,7 @@ from __future__ import annotations
 __all__ = [
     "BadDataError",
     "ConfigError",
+    "DiskFullError",
     "DownloadError",
     "EffnetError",
     "RunDirError",
@@ -63,6 +64,13 @@ class DownloadError(EffnetError, OSError):
 
 class RunDirError(EffnetError, ValueError):
     """A run directory that would be overwritten, is locked by another process, or is not a run."""
+
+
+class DiskFullError(EffnetError, OSError):
+    """A file that could not be written because its disk (or quota) is full; the message names
+    the file and the space left. The file's previous content, if any, is intact."""
+
+    exit_code = 1
 
 
 def close_names(name: str, known: list[str] | tuple[str, ...], n: int = 4) -> list[str]:
