@@ -17,7 +17,7 @@ from effnet.errors import ConfigError
 from effnet.layers import GlobalPool, SqueezeExcite
 from effnet.model import EfficientNet, input_size
 from effnet.scaling import PAPER, Coefficients, multipliers
-from effnet.specs import BASES, VARIANTS, ModelSpec, compound, variant_spec
+from effnet.specs import BASES, VARIANTS, ModelSpec, check_input_size, compound, variant_spec
 
 __all__ = [
     "Cost",
@@ -140,7 +140,7 @@ def profile_spec(spec: ModelSpec, resolution: int | None = None, num_classes: in
     """Cost of the network a spec describes, built on the ``meta`` device (no memory or compute)."""
     with torch.device("meta"):
         model = EfficientNet(spec, num_classes=num_classes)
-    return profile(model, resolution or spec.resolution)
+    return profile(model, spec.resolution if resolution is None else resolution)
 
 
 @dataclass
@@ -242,6 +242,8 @@ class StageRow:
 
 def describe(spec: ModelSpec, resolution: int | None = None) -> tuple[list[StageRow], Cost]:
     """The stage table of a spec: block type, kernel, stride, expand, channels, repeats, cost."""
+    if resolution is not None:
+        check_input_size(resolution)
     cost = profile_spec(spec, resolution)
     parts = {p.name: p for p in cost.parts}
 

@@ -33,6 +33,8 @@ __all__ = [
     "IMAGENET_STD",
     "INCEPTION_MEAN",
     "INCEPTION_STD",
+    "MAX_INPUT_SIZE",
+    "MIN_INPUT_SIZE",
     "VARIANTS",
     "Flavour",
     "ModelSpec",
@@ -40,6 +42,7 @@ __all__ = [
     "ScalingRules",
     "StageSpec",
     "Variant",
+    "check_input_size",
     "compound",
     "flavoured",
     "model_names",
@@ -54,6 +57,27 @@ __all__ = [
 BlockType = Literal["mbconv", "fused"]
 Activation = Literal["silu", "relu6", "relu"]
 Padding = Literal["symmetric", "same"]
+
+MIN_INPUT_SIZE = 32
+"""The smallest input size effnet accepts: five stride-2 stages halve it to the 1x1 map the head
+pools (a smaller input would only be padding)."""
+MAX_INPUT_SIZE = 4096
+"""The largest: far beyond any variant's size (EfficientNet-L2 uses 800), a typo long before
+it is a plan."""
+
+
+def check_input_size(size: object, name: str = "resolution") -> int:
+    """``size`` when it is a whole number of pixels in [MIN_INPUT_SIZE, MAX_INPUT_SIZE], else a
+    :class:`ConfigError` naming ``name`` (the flag or argument the size came from)."""
+    if isinstance(size, bool) or not isinstance(size, int):
+        raise ConfigError(f"{name} must be a whole number of pixels, got {size!r}")
+    if not MIN_INPUT_SIZE <= size <= MAX_INPUT_SIZE:
+        raise ConfigError(
+            f"{name} must be in [{MIN_INPUT_SIZE}, {MAX_INPUT_SIZE}] px, got {size} (the network "
+            f"halves its input 5 times; omit it for the model's own size)"
+        )
+    return size
+
 
 IMAGENET_MEAN = (0.485, 0.456, 0.406)
 IMAGENET_STD = (0.229, 0.224, 0.225)

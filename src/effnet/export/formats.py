@@ -197,6 +197,10 @@ def export_model(
     :class:`~effnet.export.fold.ParityError` when the reloaded file's logits differ from eager
     by more than ``atol``.
     """
+    if resolution is not None:
+        from effnet.specs import check_input_size
+
+        check_input_size(resolution)
     if format not in FORMATS:
         raise ConfigError(
             f"unknown export format {format!r}; choose one of {', '.join(FORMATS)}."

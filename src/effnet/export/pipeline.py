@@ -136,6 +136,10 @@ def export_source(
     A checkpoint's calibration temperature (stored by the fine-tuning run) is copied into the
     exported file's metadata, where :class:`effnet.predict.OnnxPredictor` applies it.
     """
+    if resolution is not None:  # before the model is built and the data read
+        from effnet.specs import check_input_size
+
+        check_input_size(resolution)
     if int8 is not None and format != "onnx":
         raise ConfigError("--int8 produces an ONNX model: use it with --format onnx")
     net, meta = model_from_source(
