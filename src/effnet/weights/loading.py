@@ -111,7 +111,7 @@ def read_weights(
         return LoadedWeights(converted, source.preprocess, classes, source.name, source, metadata)
 
     state, metadata = read_state_dict(source)
-    fmt = normalise_format(fmt) if fmt else detect_format(state)
+    fmt = normalise_format(fmt) if fmt else detect_format(state, source)
     if metadata.get("spec"):
         _check_same_network(spec, spec_from_dict(metadata["spec"]), source)
     converted = to_effnet(state, spec, fmt)

@@ -107,7 +107,7 @@ def checkpoint_spec(path: Path, model: str | ModelSpec | None = None) -> ModelSp
     state, meta = read_state_dict(path)
     if meta.get("spec"):
         return spec_from_dict(meta["spec"])
-    fmt = detect_format(state)  # raises for a state dict of another kind of network
+    fmt = detect_format(state, path)  # raises for a state dict of another kind of network
     raise WeightsError(
         f"{path} is a {fmt} state dict without effnet metadata, so its network is unknown; pass "
         f"the model name it was trained as (model='efficientnet_b0', or --model on the command "

@@ -85,8 +85,9 @@ def normalise_format(fmt: str) -> str:
     return fmt
 
 
-def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
-    """Which library wrote this state dict, from its stem's key."""
+def detect_format(state_dict: Mapping[str, torch.Tensor], source: object = None) -> str:
+    """Which library wrote this state dict, from its stem's key; ``source`` (the file) is named
+    in the error for a state dict of no EfficientNet effnet knows."""
     keys = set(state_dict)
     if "stem.conv.weight" in keys:
         return "effnet"
@@ -94,10 +95,12 @@ def detect_format(state_dict: Mapping[str, torch.Tensor]) -> str:
         if module.detect(keys):
             return name
     sample = ", ".join(sorted(keys)[:4]) or "no keys at all"
+    what = f"{source} is" if source is not None else "this checkpoint is"
     raise WeightsError(
-        f"cannot tell which library wrote this checkpoint (first keys: {sample}); expected "
-        f"an effnet, torchvision, timm or efficientnet_pytorch EfficientNet state dict. "
-        f"Pass the format explicitly if it is one of those."
+        f"{what} not an EfficientNet state dict effnet can read: its keys ({sample}, ...) match "
+        f"no effnet, torchvision, timm or efficientnet_pytorch EfficientNet: it holds another "
+        f"network, or another library's EfficientNet. Pass an EfficientNet checkpoint, or its "
+        f"format explicitly (--from) if it is one of those."
     )
 
 
