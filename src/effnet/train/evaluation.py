@@ -52,6 +52,7 @@ def evaluate_checkpoint(
     checkpoint: str | os.PathLike[str],
     data: str,
     *,
+    model: str | None = None,
     label_mode: str | None = None,
     split: str = "auto",
     batch_size: int = 64,
@@ -65,7 +66,8 @@ def evaluate_checkpoint(
     ``split="auto"``: when ``data`` is what the checkpoint's run trained on (its ``data.json``
     says so), that run's own test split, file for file (so no training image leaks in);
     otherwise every image. Class names are matched by name: the data may order them
-    differently or hold fewer classes.
+    differently or hold fewer classes. ``model``: the network of a state dict without effnet
+    metadata (as for :func:`effnet.weights.load_checkpoint`).
 
     ``report["calibration"]``: the temperature stored with the checkpoint (by its fine-tuning
     run; None for a checkpoint without one) and the expected calibration error of the model's
@@ -75,13 +77,19 @@ def evaluate_checkpoint(
     """
     if split not in SPLITS:
         raise ConfigError(f"split must be one of {SPLITS}, got {split!r}")
+    for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, -1)):
+        if isinstance(value, bool) or not isinstance(value, int) or value < least:
+            raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}")
     path = Path(checkpoint)
-    model, meta = load_checkpoint(path)
+    # ``model`` names the network of a foreign state dict (--model); from here on, the model
+    model, meta = load_checkpoint(path, model=model)
     temperature = stored_temperature(meta)
     classes = list(model.class_names or [])
     if not classes:
         raise WeightsError(
-            f"{path} has no class names in its metadata; it is not a fine-tuned model"
+            f"{path} has no class names in its metadata, so its outputs cannot be matched to "
+            f"the data's labels; evaluate a checkpoint of effnet finetune, or set "
+            f"model.class_names and save it with effnet.weights.save_model"
         )
     splits = recorded_splits(path, source=data, label_mode=label_mode)
     if split == "auto":
