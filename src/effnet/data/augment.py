@@ -31,6 +31,7 @@ Two options speak timm's and torchvision's reference scripts (:func:`auto_augmen
 
 from __future__ import annotations
 
+import functools
 import logging
 import re
 from typing import Literal, get_args
@@ -52,6 +53,7 @@ __all__ = [
     "PRESETS",
     "Preset",
     "auto_augment_transform",
+    "check_augment",
     "is_deterministic",
     "train_transform",
 ]
@@ -84,6 +86,22 @@ def auto_augment_transform(policy: str, interpolation: v2.InterpolationMode) -> 
         return v2.AugMix(interpolation=v2.InterpolationMode.BILINEAR)
     if name in ("imagenet", "cifar10", "svhn"):
         return v2.AutoAugment(v2.AutoAugmentPolicy(name), interpolation=interpolation)
+    magnitude, num_ops, dropped = _timm_rand(policy)
+    if dropped:
+        _say_dropped(policy, ", ".join(dropped), magnitude)
+    return v2.RandAugment(num_ops=num_ops, magnitude=magnitude, num_magnitude_bins=11,
+                          interpolation=interpolation)  # fmt: skip
+
+
+@functools.cache  # once per policy, not once per epoch
+def _say_dropped(policy: str, dropped: str, magnitude: int) -> None:
+    log.warning("--aa %s: torchvision's RandAugment has no %s; using magnitude %d of 10",
+                policy, dropped, magnitude)  # fmt: skip
+
+
+def _timm_rand(policy: str) -> tuple[int, int, list[str]]:
+    """timm's ``rand-m9-n2-mstd0.5`` -> (magnitude of 10, operations, what is dropped)."""
+    name = policy.strip().lower()
     if not _TIMM_RAND.fullmatch(name):
         raise ConfigError(
             f"unknown auto-augment policy {policy!r}; expected one of "
@@ -98,14 +116,44 @@ def auto_augment_transform(policy: str, interpolation: v2.InterpolationMode) -> 
             f"{policy!r}: timm's RandAugment string needs m<magnitude> and takes n<ops>, mstd, "
             f"mmax, inc, w (got {', '.join(unknown) or 'no m'}); e.g. rand-m9-n2-mstd0.5"
         )
-    magnitude, num_ops = float(settings["m"]), int(float(settings.get("n", 2)))
+    magnitude, num_ops = float(settings["m"]), float(settings.get("n", 2))
     if magnitude != int(magnitude) or not 0 <= magnitude <= 10:
         raise ConfigError(f"{policy!r}: the magnitude is a whole number in 0..10, timm's scale")
-    if dropped:
-        log.warning("--aa %s: torchvision's RandAugment has no %s; using magnitude %d of 10",
-                    policy, ", ".join(dropped), magnitude)  # fmt: skip
-    return v2.RandAugment(num_ops=num_ops, magnitude=int(magnitude), num_magnitude_bins=11,
-                          interpolation=interpolation)  # fmt: skip
+    if num_ops != int(num_ops) or num_ops < 1:
+        raise ConfigError(f"{policy!r}: n, the operations per image, is a whole number >= 1")
+    return int(magnitude), int(num_ops), dropped
+
+
+def check_augment(
+    preset: str, magnitude: int | None = None, auto_augment: str | None = None
+) -> None:
+    """Raise :class:`ConfigError` unless the preset, the RandAugment magnitude and the
+    auto-augment policy make one pipeline (a config checks this before a run starts)."""
+    _check_preset(preset)
+    if magnitude is not None:
+        if preset not in ("medium", "heavy"):
+            raise ConfigError(
+                f"magnitude only applies to the RandAugment presets (medium, heavy), got "
+                f"preset {preset!r}; drop magnitude or pick one of those"
+            )
+        if not 0 <= magnitude < RANDAUGMENT_BINS:
+            raise ConfigError(
+                f"RandAugment magnitude must be in [0, {RANDAUGMENT_BINS - 1}], got {magnitude}"
+            )
+    if not auto_augment:
+        return
+    if auto_augment.strip().lower() not in AUTO_AUGMENT_NAMES[1:]:
+        _timm_rand(auto_augment)
+    if preset == "none":
+        raise ConfigError(
+            "auto-augment needs a random preset: augment none is the fixed eval view; use "
+            "--augment light (flips and crops) or medium with --aa"
+        )
+    if magnitude is not None:
+        raise ConfigError(
+            f"magnitude sets the preset's RandAugment, and auto-augment {auto_augment!r} "
+            f"replaces it: pass one of them (rand-m<M> carries its own magnitude)"
+        )
 
 
 def _check_preset(preset: str) -> None:
@@ -146,7 +194,7 @@ def train_transform(
     ``auto_augment`` (an :func:`auto_augment_transform` policy) replaces the preset's RandAugment;
     ``erase_prob`` sets the random-erasing probability (default: the preset's).
     """
-    _check_preset(preset)
+    check_augment(preset, magnitude, auto_augment)
     cfg = PreprocessConfig(input_size=preprocess) if isinstance(preprocess, int) else preprocess
     if not isinstance(cfg, PreprocessConfig):
         raise TypeError(
@@ -156,26 +204,6 @@ def train_transform(
     out = cfg.input_size if size is None else size
     if out < 8:
         raise ConfigError(f"size must be >= 8 pixels, got {out}")
-    if magnitude is not None:
-        if preset not in ("medium", "heavy"):
-            raise ConfigError(
-                f"magnitude only applies to the RandAugment presets (medium, heavy), got "
-                f"preset {preset!r}; drop magnitude or pick one of those"
-            )
-        if not 0 <= magnitude < RANDAUGMENT_BINS:
-            raise ConfigError(
-                f"RandAugment magnitude must be in [0, {RANDAUGMENT_BINS - 1}], got {magnitude}"
-            )
-    if auto_augment and preset == "none":
-        raise ConfigError(
-            "auto-augment needs a random preset: augment none is the fixed eval view; use "
-            "--augment light (flips and crops) or medium with --aa"
-        )
-    if auto_augment and magnitude is not None:
-        raise ConfigError(
-            f"magnitude sets the preset's RandAugment, and auto-augment {auto_augment!r} "
-            f"replaces it: pass one of them (rand-m<M> carries its own magnitude)"
-        )
     if erase_prob is not None and not 0.0 <= erase_prob <= 1.0:
         raise ConfigError(f"the random-erasing probability must be in [0, 1], got {erase_prob}")
     interp = interpolation_mode(cfg.interpolation)
