@@ -111,7 +111,8 @@ def test_two_processes_match_one_with_the_same_global_batch(
     assert moved > 100
     # rank 0 alone wrote the run; the log came from rank 0 only
     assert (out / "report.json").is_file()
-    assert proc.stdout.count("effnet finetune:") == 1
+    log = proc.stdout + proc.stderr  # the start line: `effnet train`, from scratch
+    assert log.count("effnet train: tf_efficientnet_b0 (random init) on ") == 1
 
 
 def _free_port() -> int:

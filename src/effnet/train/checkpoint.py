@@ -1,17 +1,33 @@
-"""A run's state and every file that holds it: this room alone saves, restores and reloads them.
+"""A run's state and every file that holds it: this room alone saves, restores and reloads them,
+and decides what may happen to a run directory.
 
 ``last.safetensors`` / ``best.safetensors`` are ordinary effnet weight files (``effnet predict
 --checkpoint`` and ``effnet evaluate`` load them). ``last.train.pt`` holds the :class:`RunState`:
 phase and epoch, the optimizer, scheduler, grad scaler and EMA state, the raw (non-EMA) weights,
-the history and the best score. ``metrics.jsonl`` is the history, one epoch a line. Every file is
-written to a temporary name and renamed, so a kill at any moment leaves the previous complete
-checkpoint in place.
+the history and the best score. ``metrics.jsonl`` is the history, one epoch a line.
+
+Every file is written to a temporary name and renamed (:func:`effnet.files.atomic_write`). After
+an epoch the weights go first, then the run state, which is the commit point, then the metrics:
+a kill or a full disk at any moment leaves a run state that resumes exactly, and a resumed run
+trusts the state (its weights, its history) and rewrites ``metrics.jsonl`` from it.
+
+A run directory is created fresh or resumed, never overwritten (:func:`claim_run_dir`): a new run
+refuses a directory that holds another run's files unless told ``overwrite``, and one process at
+a time holds a run (an OS lock on ``.effnet.lock``, released when the process ends, however it
+ends).
 """
 
 from __future__ import annotations
 
+import contextlib
 import json
 import math
+import os
+import shutil
+import socket
+import time
+import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass, field, fields
 from pathlib import Path
 from typing import Any
@@ -19,22 +35,52 @@ from typing import Any
 import torch
 from torch import nn
 
-from effnet.errors import RunDirError
-from effnet.files import atomic_write, write_text
+from effnet.errors import DiskFullError, RunDirError
+from effnet.files import atomic_write, no_space_error, write_text
 from effnet.train.loop import TrainSetup
 
+fcntl: Any
+try:
+    import fcntl
+except ImportError:  # Windows: no flock; runs are then not locked (see claim_run_dir)
+    fcntl = None
+
 __all__ = [
+    "LOCK_FILE",
+    "RUN_FILES",
     "STATE_FILE",
     "RunState",
-    "check_new_run_dir",
+    "claim_run_dir",
     "load_best",
     "load_last",
     "load_run_state",
+    "run_files",
     "save_checkpoint",
     "store_temperature",
+    "write_metrics",
 ]
 
 STATE_FILE = "last.train.pt"
+LOCK_FILE = ".effnet.lock"
+RUN_FILES = (
+    "config.yaml",
+    "data.json",
+    STATE_FILE,
+    "metrics.jsonl",
+    "last.safetensors",
+    "last.json",
+    "best.safetensors",
+    "best.json",
+    "report.json",
+    "report.html",
+    "curves.png",
+    "confusion.png",
+    "predictions_*.npz",
+    "tensorboard",
+    "mlruns",
+)
+"""Every file (or pattern, or folder) a run writes in its directory: what makes a directory hold
+a run, and what ``overwrite`` deletes. A new file a run writes is added here."""
 
 
 @dataclass
@@ -61,7 +107,8 @@ class RunState:
     scaler: dict[str, Any] | None = None
     ema: dict[str, Any] | None = None
     model: dict[str, torch.Tensor] | None = None
-    """The raw weights that train; the saved ``last.safetensors`` may be the EMA's."""
+    """The model's raw weights after the epoch, in either phase: what a resumed run starts from
+    (the saved ``last.safetensors`` may be the EMA's, or one epoch ahead after a crash)."""
 
     def done(self, phase: str, epochs: int) -> int:
         """Finished epochs of ``phase`` out of ``epochs`` (all of them once a later phase ran)."""
@@ -104,17 +151,43 @@ class RunState:
 
 
 def save_checkpoint(run_dir: Path, state: RunState, weights: nn.Module, *, improved: bool) -> None:
-    """After an epoch: the history, the weights to use (``last``, and ``best`` when this epoch
-    improved), then the run state. The state goes last: a kill between the files leaves a
-    state that points at an epoch whose weights are already on disk."""
+    """After an epoch: the weights to use (``last``, and ``best`` when this epoch improved), then
+    the run state (the commit point), then the history. A crash between the files leaves a state
+    from which the run resumes exactly: weights one epoch ahead of it are rewritten identically
+    when the epoch is redone, and a history behind it is rewritten from it."""
     from effnet.weights.native import save_model
 
     row = state.history[-1] if state.history else {}
-    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in state.history))
-    save_model(weights, run_dir / "last", extra={"epoch": row})
-    if improved:
-        save_model(weights, run_dir / "best", extra={"epoch": row})
-    atomic_write(run_dir / STATE_FILE, lambda tmp: torch.save(_as_file(state), tmp))
+    committed = False
+    try:
+        save_model(weights, run_dir / "last", extra={"epoch": row})
+        if improved:
+            save_model(weights, run_dir / "best", extra={"epoch": row})
+        atomic_write(run_dir / STATE_FILE, lambda tmp: _save_state(state, tmp))
+        committed = True
+        write_metrics(run_dir, state.history)
+    except DiskFullError as exc:
+        epoch = f"{row.get('phase', '?')} epoch {row.get('epoch', '?')}"
+        if committed:
+            fix = f"The run stopped after {epoch}; free some space, then continue it with"
+        elif (run_dir / STATE_FILE).is_file():
+            fix = f"The run stopped in {epoch}; free some space, then redo it with"
+        else:
+            fix = "No epoch was saved yet; free some space, then start the run again with"
+        resume = "--overwrite" if fix.startswith("No epoch") else f"--resume {run_dir}"
+        raise no_space_error(exc.filename or run_dir, f"{fix} {resume}") from exc
+
+
+def write_metrics(run_dir: Path, history: list[dict[str, Any]]) -> None:
+    """``metrics.jsonl``: the history, one epoch a line."""
+    write_text(run_dir / "metrics.jsonl", "".join(json.dumps(r) + "\n" for r in history))
+
+
+def _save_state(state: RunState, tmp: Path) -> None:
+    # through a Python file: a full disk then raises OSError(ENOSPC), which torch's own writer
+    # would turn into an anonymous RuntimeError
+    with open(tmp, "wb") as fh:
+        torch.save(_as_file(state), fh)
 
 
 def store_temperature(weights_file: Path, temperature: float) -> None:
@@ -134,16 +207,37 @@ def _as_file(state: RunState) -> dict[str, Any]:
 
 
 def load_run_state(run_dir: Path) -> RunState:
-    """The state of the last finished epoch of the run in ``run_dir``."""
+    """The state of the last finished epoch of the run in ``run_dir``; a file that is not a run
+    state effnet wrote (truncated, pickled objects, another file) is an error that names it."""
     path = run_dir / STATE_FILE
     if not path.is_file():
         raise RunDirError(
             f"{run_dir} has no {STATE_FILE}: nothing to resume (the run never finished an epoch, "
             f"or this is not a run directory). Start it again without --resume."
         )
-    saved = torch.load(path, map_location="cpu", weights_only=True)
+    fix = (
+        "The run cannot be resumed from it: restore the file, or start the run again "
+        "(--overwrite, or another --out)"
+    )
+    try:
+        with open(path, "rb") as fh:
+            saved = torch.load(fh, map_location="cpu", weights_only=True)
+    except Exception as exc:  # torch raises many types for truncated or pickled-object files
+        text = str(exc)
+        if "weights_only" in text or "Unsupported global" in text or "Unpickling" in text:
+            why = "it pickles Python objects, which effnet never unpickles (that could run code)"
+        elif "zip" in text.lower() or "central directory" in text or "EOF" in text:
+            why = "it is truncated or corrupt"
+        else:
+            why = f"torch cannot read it ({text.splitlines()[0] if text else type(exc).__name__})"
+        raise RunDirError(f"{path} is not a readable run state: {why}. {fix}") from exc
+    if not isinstance(saved, dict) or saved.get("phase") not in ("", "head", "full"):
+        raise RunDirError(f"{path} is not a run state effnet wrote (no phase and epoch). {fix}")
     known = {f.name for f in fields(RunState)}
-    return RunState(**{k: v for k, v in saved.items() if k in known})
+    state = RunState(**{k: v for k, v in saved.items() if k in known})
+    if not isinstance(state.epoch, int) or not isinstance(state.history, list):
+        raise RunDirError(f"{path} is not a run state effnet wrote (its epoch or history). {fix}")
+    return state
 
 
 def load_last(run_dir: Path, model: nn.Module) -> None:
@@ -166,10 +260,114 @@ def load_best(run_dir: Path, model: nn.Module) -> Path:
     return path
 
 
-def check_new_run_dir(run_dir: Path) -> None:
-    """Refuse to start a run over another one's checkpoints."""
-    if (run_dir / STATE_FILE).exists():
+def run_files(run_dir: Path) -> list[Path]:
+    """The files of :data:`RUN_FILES` that ``run_dir`` holds."""
+    found: list[Path] = []
+    for name in RUN_FILES:
+        found.extend(sorted(run_dir.glob(name)) if "*" in name else [run_dir / name])
+    return [p for p in found if p.exists()]
+
+
+@contextlib.contextmanager
+def claim_run_dir(
+    run_dir: Path, *, resume: bool, overwrite: bool = False, main: bool = True
+) -> Iterator[RunState]:
+    """Hold ``run_dir`` for one run while the block runs; yields the state the run starts from.
+
+    * A new run (``resume=False``) gets an empty or new directory, or one without any of
+      :data:`RUN_FILES`; a directory holding another run's files is refused, unless
+      ``overwrite``, which deletes those files (and only those) first.
+    * A resumed run gets the state of its last finished epoch; ``metrics.jsonl`` is rewritten
+      from that state, so the history on disk matches the checkpoint the run continues from.
+    * One process at a time: an exclusive ``flock`` on ``.effnet.lock`` refuses a second
+      process (a second run, or a resume of a run still going). The OS releases it when the
+      process ends, however it ends, so a killed run never leaves a stale lock. (On systems
+      without ``fcntl`` runs are not locked.)
+
+    ``main``: the process that writes (rank 0 under torchrun); the others only read the state.
+    """
+    if not main:
+        yield load_run_state(run_dir) if resume else RunState()
+        return
+    created = not run_dir.exists()
+    try:
+        with _lock(run_dir):
+            for stale in _temporaries(run_dir):  # a kill mid-write leaves these
+                stale.unlink(missing_ok=True)
+            if resume:
+                state = load_run_state(run_dir)
+                write_metrics(run_dir, state.history)
+            else:
+                _make_room(run_dir, overwrite)
+                state = RunState()
+            yield state
+    except BaseException:
+        # a run that failed before writing anything (bad data, say) leaves no empty folder
+        with contextlib.suppress(OSError):
+            if created and [p.name for p in run_dir.iterdir()] == [LOCK_FILE]:
+                (run_dir / LOCK_FILE).unlink()
+                run_dir.rmdir()
+        raise
+
+
+def _make_room(run_dir: Path, overwrite: bool) -> None:
+    found = run_files(run_dir)
+    if not found:
+        return
+    names = ", ".join(p.name for p in found[:6]) + (", ..." if len(found) > 6 else "")
+    if not overwrite:
+        if (run_dir / STATE_FILE).is_file():
+            raise RunDirError(
+                f"{run_dir} already holds a run ({names}); continue it with --resume {run_dir} "
+                f"(effnet.resume), start it over with --overwrite (deletes its results), or "
+                f"choose another --out"
+            )
         raise RunDirError(
-            f"{run_dir} already holds a run; continue it with --resume (effnet.resume), or "
-            f"choose another --out"
+            f"{run_dir} already holds the results of a run ({names}); effnet never overwrites "
+            f"them: choose another --out, or pass --overwrite (overwrite=True) to delete them "
+            f"and start over"
         )
+    for path in found:
+        if path.is_dir() and not path.is_symlink():
+            shutil.rmtree(path)
+        else:
+            path.unlink()
+
+
+def _temporaries(run_dir: Path) -> list[Path]:
+    """Temporary files :func:`effnet.files.atomic_write` left in ``run_dir`` when killed."""
+    if not run_dir.is_dir():
+        return []
+    return [p for name in RUN_FILES for p in run_dir.glob(f".{name}.*.tmp")]
+
+
+@contextlib.contextmanager
+def _lock(run_dir: Path) -> Iterator[None]:
+    if run_dir.exists() and not run_dir.is_dir():
+        raise RunDirError(f"{run_dir} is a file, not a run directory; choose another --out")
+    run_dir.mkdir(parents=True, exist_ok=True)
+    with open(run_dir / LOCK_FILE, "a+", encoding="utf-8") as fh:
+        if fcntl is not None:
+            try:
+                fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                fh.seek(0)
+                holder = fh.read().strip() or "another process"
+                raise RunDirError(
+                    f"{run_dir} is in use by another effnet run ({holder}); wait for it to end, "
+                    f"or choose another --out. The lock goes when that process ends, even if it "
+                    f"is killed"
+                ) from None
+            except OSError as exc:  # a file system without locks (some network mounts)
+                warnings.warn(
+                    f"cannot lock {run_dir} ({exc}); nothing stops a second run from using it",
+                    stacklevel=3,
+                )
+        fh.seek(0)
+        fh.truncate()
+        fh.write(
+            f"pid {os.getpid()} on {socket.gethostname()}, since "
+            f"{time.strftime('%Y-%m-%d %H:%M:%S')}\n"
+        )
+        fh.flush()
+        yield  # closing the file releases the lock

@@ -1,19 +1,53 @@
 """Process-group context read from the environment ``torchrun`` sets (RANK, WORLD_SIZE, ...).
 
 A single process is simply world size 1: the training code calls the same helpers either way.
+
+When one process of a job fails, the others fail too, inside a collective, with the backend's
+words ("Connection closed by peer" from gloo, NCCL's watchdog). :func:`peer_failures` turns those
+into one :class:`PeerFailedError` line that points at the real error, and :func:`record_failure`
+hands the failing process's own error to torchrun, whose summary then shows it as the root cause.
 """
 
 from __future__ import annotations
 
+import contextlib
+import json
 import os
+import time
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import torch
 import torch.distributed as dist
 
-from effnet.errors import ConfigError
+from effnet.errors import ConfigError, EffnetError
 
-__all__ = ["DistContext", "init_distributed"]
+__all__ = [
+    "DistContext",
+    "PeerFailedError",
+    "init_distributed",
+    "peer_failures",
+    "record_failure",
+]
+
+# What the collectives say when another process of the job has gone (gloo, NCCL, the store).
+_PEER_GONE = (
+    "Connection closed by peer",
+    "Connection reset by peer",
+    "Broken pipe",
+    "remote worker crashing",
+    "NCCL communicator was aborted",
+    "ProcessGroupNCCL",
+    "ProcessGroupGloo",
+    "Socket Timeout",
+)
+
+
+class PeerFailedError(EffnetError):
+    """This process stopped because another process of the torchrun job failed."""
+
+    exit_code = 1
 
 
 @dataclass(frozen=True)
@@ -82,3 +116,49 @@ def init_distributed(device: str = "auto", timeout_s: float = 600.0) -> DistCont
         backend = "nccl" if dev.type == "cuda" else "gloo"
         dist.init_process_group(backend=backend, timeout=timedelta(seconds=timeout_s))
     return DistContext(rank=rank, world_size=world, local_rank=local_rank, device=dev)
+
+
+def _is_peer_failure(exc: BaseException) -> bool:
+    if isinstance(exc, getattr(dist, "DistError", ())):
+        return True
+    return isinstance(exc, RuntimeError) and any(m in str(exc) for m in _PEER_GONE)
+
+
+@contextlib.contextmanager
+def peer_failures(ctx: DistContext, run_dir: Path) -> Iterator[None]:
+    """Under torchrun, a collective that fails because another process died becomes one
+    :class:`PeerFailedError` line: that process's own error is the one to read."""
+    try:
+        yield
+    except Exception as exc:
+        if not ctx.enabled or isinstance(exc, EffnetError) or not _is_peer_failure(exc):
+            raise
+        raise PeerFailedError(
+            f"rank {ctx.rank} stopped: another process of this torchrun job failed (its error is "
+            f"the one to read, above or in torchrun's summary). Fix it, then continue from the "
+            f"last finished epoch with --resume {run_dir}"
+        ) from exc
+
+
+def record_failure(exc: BaseException) -> None:
+    """Under torchrun, write ``exc`` to the error file the elastic agent reads, so its summary
+    names this process's own error as the root cause (what ``@record`` does for a raised
+    exception; the command line prints user errors as one line instead of raising them). A
+    :class:`PeerFailedError` is not recorded: it is the consequence, not the cause."""
+    path = os.environ.get("TORCHELASTIC_ERROR_FILE")
+    if isinstance(exc, PeerFailedError) or not path:
+        return
+    from torch.distributed.elastic.multiprocessing.errors import ErrorHandler
+
+    with contextlib.suppress(Exception):  # reporting must never hide the error itself
+        if not isinstance(exc, EffnetError):
+            ErrorHandler().record_exception(exc)  # a bug: its traceback, as @record writes it
+            return
+        # a user's error: its one line where the summary shows a traceback (ErrorHandler's
+        # file format: the message, and the "call stack" and time the summary prints)
+        line = f"{type(exc).__name__}: {exc}"
+        data = {
+            "message": line,
+            "extraInfo": {"py_callstack": line, "timestamp": str(int(time.time()))},
+        }
+        Path(path).write_text(json.dumps({"message": data}), encoding="utf-8")

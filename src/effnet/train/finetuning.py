@@ -32,24 +32,25 @@ from effnet.files import write_json
 from effnet.host import torch_threads
 from effnet.train.checkpoint import (
     RunState,
-    check_new_run_dir,
+    claim_run_dir,
     load_best,
     load_last,
-    load_run_state,
     store_temperature,
 )
 from effnet.train.config import (
     FinetuneConfig,
+    TrainConfig,
     field_metadata,
     load_config,
     merge_config,
     save_config,
 )
-from effnet.train.distributed import init_distributed
+from effnet.train.distributed import DistContext, init_distributed, peer_failures
 from effnet.train.loop import EvalResult, resolve_amp
 from effnet.train.metrics import classification_report
 from effnet.train.phases import phase_full, phase_head, recalibrate_bn
-from effnet.train.run import Run, build_model, score
+from effnet.train.run import Run, build_model, score, weights_source
+from effnet.train.trackers import check_trackers, open_trackers
 
 __all__ = ["FinetuneResult", "finetune", "resume", "resume_config", "train"]
 
@@ -67,22 +68,57 @@ class FinetuneResult:
     def test_accuracy(self) -> float | None:
         return self.report.get("test", {}).get("accuracy")
 
+    def summary(self) -> dict[str, Any]:
+        """The run in a few JSON-ready keys (``effnet finetune --json``): where it is, its test
+        metrics (None without a test split), its files and timings."""
+        test = self.report.get("test", {})
+        return {
+            "run_dir": str(self.run_dir),
+            "best_checkpoint": str(self.best_checkpoint) if self.best_checkpoint else None,
+            "best_epoch": self.report.get("best_epoch"),
+            "accuracy": test.get("accuracy"),
+            "balanced_accuracy": test.get("balanced_accuracy"),
+            "macro_f1": test.get("macro_f1"),
+            "test_images": test.get("num_samples"),
+            "files": self.files,
+            "timings": self.timings,
+        }
 
-def finetune(config: FinetuneConfig, on_step: Callable[[], None] | None = None) -> FinetuneResult:
+
+def finetune(
+    config: FinetuneConfig,
+    on_step: Callable[[], None] | None = None,
+    *,
+    overwrite: bool = False,
+    config_file: str | Path | None = None,
+) -> FinetuneResult:
     """Run the two-phase fine-tuning described by ``config`` in a new run directory.
 
     ``on_step`` is called after every optimizer step of phase 2 (progress hooks, tests).
+
+    The run directory (``config.out``) must be new, empty, or hold no run's files: one that holds
+    another run is refused (:class:`~effnet.errors.RunDirError`), unless ``overwrite``, which
+    deletes that run's files first. ``config_file``: the YAML file ``config`` was read from
+    (``--config``); it is never rewritten, so a run whose resolved ``config.yaml`` would replace
+    it is refused.
     """
-    return _run(config, RunState(), on_step)
+    return _run(config, on_step, resume=False, overwrite=overwrite, config_file=config_file)
 
 
-def train(config: FinetuneConfig, on_step: Callable[[], None] | None = None) -> FinetuneResult:
+def train(
+    config: FinetuneConfig,
+    on_step: Callable[[], None] | None = None,
+    *,
+    overwrite: bool = False,
+    config_file: str | Path | None = None,
+) -> FinetuneResult:
     """Train from scratch: one phase, the same loop, checkpoints and reports as fine-tuning.
 
     Pass a :class:`~effnet.train.config.TrainConfig` (random init, SGD, longer schedule); under
-    ``torchrun`` every process runs this and they form one job.
+    ``torchrun`` every process runs this and they form one job. ``overwrite`` and
+    ``config_file`` as for :func:`finetune`.
     """
-    return _run(config, RunState(), on_step)
+    return _run(config, on_step, resume=False, overwrite=overwrite, config_file=config_file)
 
 
 def resume(
@@ -98,10 +134,12 @@ def resume(
       length (``schedule`` ``constant`` or ``step``, no ``progressive`` schedule).
 
     Anything else would change what the finished epochs computed: a :class:`ConfigError` says so.
+    The run continues from its run state (``last.train.pt``): the weights, optimizer and
+    history of the last epoch it committed; ``metrics.jsonl`` is rewritten from that state.
     """
     path = Path(run_dir)
     config = resume_config(path, **overrides)
-    return _run(config, load_run_state(path), on_step)
+    return _run(config, on_step, resume=True)
 
 
 def resume_config(run_dir: Path, **overrides: Any) -> FinetuneConfig:
@@ -148,11 +186,23 @@ def _check_extension(config: FinetuneConfig, epochs: int, run_dir: Path) -> None
 
 
 def _run(
-    config: FinetuneConfig, state: RunState, on_step: Callable[[], None] | None
+    config: FinetuneConfig,
+    on_step: Callable[[], None] | None,
+    *,
+    resume: bool,
+    overwrite: bool = False,
+    config_file: str | Path | None = None,
 ) -> FinetuneResult:
     wall = time.perf_counter()
-    with torch_threads(config.threads):
-        run = _prepare_run(config, state)
+    ctx = init_distributed(config.device)
+    run_dir = config.run_dir
+    amp = _check_before_work(config, ctx, config_file)
+    with (
+        peer_failures(ctx, run_dir),
+        torch_threads(config.threads),
+        claim_run_dir(run_dir, resume=resume, overwrite=overwrite, main=ctx.is_main) as state,
+    ):
+        run = _prepare_run(config, ctx, state, amp)
         c, timings = run.config, {}
         if c.bn_recalibrate and state.phase == "":
             timings["bn_recalibrate_seconds"] = recalibrate_bn(run)
@@ -161,17 +211,48 @@ def _run(
         if c.epochs:
             timings.update(phase_full(run, state, on_step))
         result = _finish(run, state, timings, wall)
-    result.timings["wall_seconds"] = round(time.perf_counter() - wall, 2)
-    if run.ctx.is_main:
-        write_json(run.run_dir / "report.json", {**result.report, "timings": result.timings})
+        result.timings["wall_seconds"] = round(time.perf_counter() - wall, 2)
+        if run.ctx.is_main:
+            write_json(run.run_dir / "report.json", {**result.report, "timings": result.timings})
     return result
 
 
-def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
-    ctx = init_distributed(config.device)
+def _check_before_work(
+    config: FinetuneConfig, ctx: DistContext, config_file: str | Path | None
+) -> torch.dtype | None:
+    """Everything that can be checked before the run directory is touched and the data read:
+    every value (again: a config is a mutable dataclass), the model name, the weights, the
+    mixed precision the device allows, the file the run must not rewrite. Returns the autocast
+    dtype."""
+    from effnet.registry import get_spec
+    from effnet.weights import resolve_weights
+
+    config.validate()
+    check_trackers(config)  # a missing tracker package: one line, before the run directory
+    amp = resolve_amp(config.amp, ctx.device)
     run_dir = config.run_dir
-    if state.phase == "" and ctx.is_main:
-        check_new_run_dir(run_dir)
+    spec = get_spec(config.model)  # an unknown name says which names are near
+    if config.freeze_stages > len(spec.stages):
+        raise ConfigError(
+            f"freeze_stages must be in 0..{len(spec.stages)} ({config.model} has "
+            f"{len(spec.stages)} stages), got {config.freeze_stages}"
+        )
+    resolve_weights(config.model, weights_source(config))  # a tag or file that is not there
+    saved = run_dir / "config.yaml"
+    if config_file is not None and Path(config_file).resolve() == saved.resolve():
+        raise ConfigError(
+            f"--config {config_file} is where the run saves its resolved config ({saved}); "
+            f"effnet never rewrites your config file: keep it outside the run directory or "
+            f"under another name (e.g. {run_dir.parent / (run_dir.name + '.yaml')}), or choose "
+            f"another --out"
+        )
+    return amp
+
+
+def _prepare_run(
+    config: FinetuneConfig, ctx: DistContext, state: RunState, amp: torch.dtype | None
+) -> Run:
+    run_dir = config.run_dir
     torch.manual_seed(config.seed)
     data = load_source(
         config.data,
@@ -182,7 +263,9 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
         progress=config.progress and ctx.is_main,
     )
     model = build_model(config, data)
-    if state.phase:
+    if state.model is not None:  # the run state's weights: what the last committed epoch left
+        model.load_state_dict(state.model)
+    elif state.phase:  # a run state from before the head phase saved its weights
         load_last(run_dir, model)
     model.to(ctx.device)
     if config.channels_last:
@@ -191,18 +274,19 @@ def _prepare_run(config: FinetuneConfig, state: RunState) -> Run:
     if ctx.is_main:
         save_config(config, run_dir / "config.yaml")
         write_data_record(run_dir, data)
-        if config.tensorboard:
-            from torch.utils.tensorboard import SummaryWriter
-
-            writer = SummaryWriter(str(run_dir / "tensorboard"))
-    amp = resolve_amp(config.amp, ctx.device)
+        writer = open_trackers(config, run_dir)
     run = Run(config, ctx, run_dir, data, model, amp, data.images, writer)
     d = data
+    command = "train" if isinstance(config, TrainConfig) else "finetune"
+    weights = {"default": "pretrained weights", "none": "random init"}.get(
+        config.weights, f"weights {config.weights}"
+    )
     run.log(
-        f"effnet finetune: {config.model} ({config.weights} weights) on {config.data}: "
+        f"effnet {command}: {config.model} ({weights}) on {config.data}: "
         f"{d.num_classes} classes, train {len(d.train)}, val {len(d.val) if d.val else 0}, test "
         f"{len(d.test) if d.test else 0}, {d.num_skipped} unreadable skipped; "
         f"{model.preprocess.input_size}px; run dir {run_dir}"
+        + (f"; resumed after {state.phase} epoch {state.epoch}" if state.phase else "")
     )
     return run
 

@@ -23,7 +23,7 @@ from effnet.train.config import FinetuneConfig
 from effnet.train.ema import ModelEma
 from effnet.train.loaders import epoch_seed, make_loader, optimizer_steps
 from effnet.train.loop import Epoch, EpochStats, TrainSetup, extract_features, fit
-from effnet.train.optim import build_optimizer, build_scheduler
+from effnet.train.optim import build_optimizer, build_scheduler, layer_decay_scales
 from effnet.train.progressive import ProgressiveSchedule
 from effnet.train.run import Run, end_epoch, freeze_backbone, freeze_early_stages, make_loss
 from effnet.train.syncbn import convert_sync_batchnorm
@@ -114,7 +114,7 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
     epochs = range(state.done("head", c.head_epochs), c.head_epochs)
 
     def end(epoch: int, stats: EpochStats) -> bool:
-        state.capture("head", epoch, setup, None)
+        state.capture("head", epoch, setup, model)  # the whole model: resume starts from it
         row = {"phase": "head", "epoch": epoch + 1, "lr": c.head_lr}
         end_epoch(run, state, row, stats, model)
         return False
@@ -258,8 +258,13 @@ def _full_setup(run: Run, state: RunState) -> TrainSetup:
         train_model = nn.parallel.DistributedDataParallel(
             model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
         )
+    if c.grad_checkpointing:
+        model.set_grad_checkpointing(True)  # the EMA and the saved weights are unaffected
+    if c.compile:
+        train_model = torch.compile(train_model)  # forward and backward; state stays `model`'s
+    scales = layer_decay_scales(model, c.layer_decay) if c.layer_decay else None
     optimizer = build_optimizer(
-        model.named_parameters(), c.optimizer, c.lr, c.weight_decay, c.momentum
+        model.named_parameters(), c.optimizer, c.lr, c.weight_decay, c.momentum, scales
     )
     per_epoch = optimizer_steps(_train_loader(run, None, 0), c.accum_steps)
     scheduler = build_scheduler(optimizer, c, per_epoch)
@@ -309,7 +314,13 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
                 n, knobs.mixup, knobs.cutmix, label_smoothing=c.label_smoothing, seed=seed
             )
         transform = train_transform(
-            model.preprocess, c.augment, magnitude=knobs.magnitude, vflip=c.vflip, size=knobs.size
+            model.preprocess,
+            c.augment,
+            magnitude=knobs.magnitude,
+            vflip=c.vflip,
+            size=knobs.size,
+            auto_augment=c.auto_augment,
+            erase_prob=c.random_erase,
         )
         return Epoch(
             _train_loader(run, transform, seed),
@@ -322,7 +333,8 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
     def end(epoch: int, stats: EpochStats) -> bool:
         assert setup.scheduler is not None
         state.capture("full", epoch, setup, model)
-        row = {"phase": "full", "epoch": epoch + 1, "lr": setup.scheduler.get_last_lr()[0]}
+        # the peak rate: with --layer-decay the groups run from the stem's rate up to this
+        row = {"phase": "full", "epoch": epoch + 1, "lr": max(setup.scheduler.get_last_lr())}
         if schedule is not None:
             row["size"] = epoch_knobs(c, schedule, epoch).size
         end_epoch(run, state, row, stats, setup.ema.module if setup.ema else model)

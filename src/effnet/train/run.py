@@ -4,6 +4,8 @@ building the model, the loss and the loaders, validating, logging, checkpointing
 from __future__ import annotations
 
 import dataclasses
+import logging
+import math
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -22,8 +24,20 @@ from effnet.train.config import FinetuneConfig
 from effnet.train.distributed import DistContext
 from effnet.train.loaders import make_loader
 from effnet.train.loop import EpochStats, EvalResult, evaluate
+from effnet.train.trackers import Trackers
 
-__all__ = ["Run", "build_model", "end_epoch", "inference_copy", "score", "with_size"]
+__all__ = [
+    "Run",
+    "build_model",
+    "end_epoch",
+    "inference_copy",
+    "score",
+    "weights_source",
+    "with_size",
+]
+
+
+log = logging.getLogger("effnet.train")
 
 
 @dataclass(frozen=True)
@@ -43,12 +57,14 @@ class Run:
     amp_dtype: torch.dtype | None
     images: DecodedImages | None
     """The pictures ``load_source`` decoded (``cache_images``), served to every loader."""
-    writer: Any = None
-    """A TensorBoard ``SummaryWriter`` (main process, ``--tensorboard``), else None."""
+    writer: Trackers | None = None
+    """The experiment trackers the epochs also go to (main process, ``--tensorboard``,
+    ``--mlflow``), else None."""
 
     def log(self, message: str) -> None:
+        """Report progress on the ``effnet.train`` logger (the main process only)."""
         if self.ctx.is_main:
-            print(message, flush=True)
+            log.info(message)
 
 
 def with_size(model: EfficientNet, size: int | None, crop_pct: float | None = None) -> None:
@@ -68,11 +84,16 @@ def with_size(model: EfficientNet, size: int | None, crop_pct: float | None = No
     model.preprocess = dataclasses.replace(pre, input_size=size, crop_pct=crop_pct, resize=resize)
 
 
+def weights_source(config: FinetuneConfig) -> bool | str:
+    """``config.weights`` as ``create_model``'s ``pretrained``: default -> True, none -> False,
+    a tag or a file as it is."""
+    return {"default": True, "none": False}.get(config.weights, config.weights)
+
+
 def build_model(config: FinetuneConfig, data: SourceSplits) -> EfficientNet:
-    pretrained: bool | str = {"default": True, "none": False}.get(config.weights, config.weights)
     model = create_model(
         config.model,
-        pretrained=pretrained,
+        pretrained=weights_source(config),
         num_classes=data.num_classes,
         drop_rate=config.drop_rate,
         drop_path_rate=config.drop_path_rate,
@@ -169,15 +190,28 @@ def end_epoch(
     if run.data.val is not None:
         val = score(run, eval_model, run.data.val)
         row.update(val_loss=round(val.loss, 5), val_acc=round(val.acc, 5))
+    _check_finite(run, row, stats)
     improved = state.record(row, row.get("val_acc"))
     if run.ctx.is_main:
         if run.writer is not None:
-            for key in ("train_loss", "train_acc", "val_loss", "val_acc", "lr", "images_per_s"):
-                if row.get(key) is not None:
-                    run.writer.add_scalar(key, row[key], len(state.history))
+            run.writer.log_epoch(row, len(state.history))
         save_checkpoint(run.run_dir, state, eval_model, improved=improved)
     _log_epoch(run, row, stats, improved)
     return improved
+
+
+def _check_finite(run: Run, row: dict[str, Any], stats: EpochStats) -> None:
+    """A loss that is no longer a number ends the run before its checkpoint is saved: the last
+    checkpoint stays the last good epoch, and the run does not go on to report NaN results."""
+    losses = {"train": stats.loss, "val": row.get("val_loss", 0.0)}
+    bad = [f"{name} loss {value}" for name, value in losses.items() if not math.isfinite(value)]
+    if bad:
+        lower = "--head-lr" if row["phase"] == "head" else "--lr (or set --grad-clip)"
+        raise ConfigError(
+            f"training diverged in {row['phase']} epoch {row['epoch']} ({', '.join(bad)} at "
+            f"learning rate {row['lr']:.3g}); nothing of this epoch was saved. Lower {lower} "
+            f"and start a new run (--overwrite, or another --out)"
+        )
 
 
 def _log_epoch(run: Run, row: dict[str, Any], stats: EpochStats, improved: bool) -> None:
