@@ -145,9 +145,10 @@ def load_source(
             kind = "csv"
         else:
             found = "a file of another type" if path.exists() else "nothing"
+            near = "" if path.exists() else did_you_mean(text, ("elpv",))
             raise DataSourceError(
                 f"expected a data source: a folder root/<class>/<images>, a CSV of path,label "
-                f"rows, or 'elpv'; found {found} at {path}"
+                f"rows, or 'elpv'; found {found} at {path}.{near}"
             )
         if kind == "csv" and set(given) != {"all"}:
             kind = "csv-splits"
