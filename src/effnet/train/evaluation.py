@@ -11,8 +11,9 @@ from typing import Any
 from torch import nn
 
 from effnet.data import LabelledSet, SourceSplits, eval_transform, load_source, recorded_splits
-from effnet.errors import BadDataError, ConfigError, WeightsError
+from effnet.errors import BadDataError, ConfigError, RunDirError, WeightsError
 from effnet.files import write_json
+from effnet.train.checkpoint import STATE_FILE
 from effnet.train.distributed import init_distributed
 from effnet.train.loaders import make_loader
 from effnet.train.loop import EvalResult, evaluate
@@ -80,6 +81,11 @@ def evaluate_checkpoint(
     for name, value, least in (("batch_size", batch_size, 1), ("workers", workers, -1)):
         if isinstance(value, bool) or not isinstance(value, int) or value < least:
             raise ConfigError(f"{name} must be a whole number >= {least}, got {value!r}")
+    if out is not None and any((Path(out) / n).is_file() for n in ("config.yaml", STATE_FILE)):
+        raise RunDirError(
+            f"--out {out} is a run directory: this evaluation's report.html and predictions "
+            f"would replace the run's own; write them elsewhere (e.g. --out {Path(out) / 'eval'})"
+        )
     path = Path(checkpoint)
     # ``model`` names the network of a foreign state dict (--model); from here on, the model
     model, meta = load_checkpoint(path, model=model)

@@ -238,6 +238,12 @@ def _check_before_work(
             f"{len(spec.stages)} stages), got {config.freeze_stages}"
         )
     resolve_weights(config.model, weights_source(config))  # a tag or file that is not there
+    data = Path(config.data).expanduser()
+    if data.is_dir() and run_dir.resolve().is_relative_to(data.resolve()):
+        raise ConfigError(
+            f"the run directory {run_dir} is inside the data folder {data}: the next scan would "
+            f"read its plots as pictures of a class; choose an --out outside {data}"
+        )
     saved = run_dir / "config.yaml"
     if config_file is not None and Path(config_file).resolve() == saved.resolve():
         raise ConfigError(
