@@ -1,11 +1,10 @@
 """How commands are declared: help from docstrings and field metadata, calls by parameter name.
 
-* :func:`add_command`: a subcommand named after its handler, its help the handler's docstring.
-* :func:`add_flags`: one flag per field of a dataclass (fine-tuning and training configs, the
-  lab's data, recipe, base and run options), its help from the field's metadata
-  (:func:`effnet.train.config.setting`). Defaults are left to the dataclass: a flag not given is
-  ``None`` and changes nothing.
-* :func:`call`: a library function called with the parsed flags named like its parameters.
+:func:`add_command` names a subcommand after its handler, whose docstring is its help (summary,
+description, and an ``Examples:`` block printed as written); :func:`add_flags` makes one flag per
+dataclass field from its :func:`~effnet.train.config.setting` metadata (help, ``group``,
+``aliases``, ``switch``); :func:`call` calls a library function with the flags named like its
+parameters. A flag not given is ``None`` and leaves the dataclass's or function's default.
 """
 
 from __future__ import annotations
@@ -13,20 +12,41 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import inspect
+import textwrap
 import typing
 from collections.abc import Callable
 from typing import Any
 
-from effnet.train.config import field_metadata
+from effnet.train.config import GROUPS, field_metadata
+
+EXAMPLES = "Examples:"
 
 
-def add_command(sub: argparse._SubParsersAction, handler: Callable[..., int]) -> Any:
-    """A subcommand ``cmd_x_y`` -> ``x-y``: the first paragraph of its docstring is the help,
-    the whole docstring the description."""
-    doc = inspect.cleandoc(handler.__doc__ or "")
-    name = handler.__name__.removeprefix("cmd_").replace("_", "-")
-    summary = " ".join(doc.split("\n\n")[0].split())
-    p = sub.add_parser(name, help=summary, description=" ".join(doc.split()))
+def HelpFormatter(prog: str) -> argparse.HelpFormatter:
+    """argparse's ``formatter_class``: the description and the examples as written."""
+    return argparse.RawDescriptionHelpFormatter(prog, max_help_position=32, width=100)
+
+
+def parser_text(doc: str) -> dict[str, str]:
+    """``help``, ``description`` and ``epilog`` of a parser from a docstring (module doc)."""
+    doc = inspect.cleandoc(doc)
+    body, _, examples = doc.partition(EXAMPLES)
+    paragraphs = [" ".join(p.split()) for p in body.split("\n\n") if p.strip()]
+    commands = textwrap.indent(textwrap.dedent(examples.strip("\n")), "  ")
+    return {
+        "help": paragraphs[0] if paragraphs else "",
+        "description": "\n\n".join(textwrap.fill(p, 96) for p in paragraphs),
+        "epilog": f"{EXAMPLES}\n{commands}" if examples.strip() else "",
+    }
+
+
+def add_command(
+    sub: argparse._SubParsersAction, handler: Callable[..., int], name: str | None = None
+) -> Any:
+    """A subcommand ``cmd_x_y`` -> ``x-y`` (or ``name``), its texts from the handler's
+    docstring (:func:`parser_text`)."""
+    name = name or handler.__name__.removeprefix("cmd_").replace("_", "-")
+    p = sub.add_parser(name, formatter_class=HelpFormatter, **parser_text(handler.__doc__ or ""))
     p.set_defaults(func=handler)
     return p
 
@@ -39,21 +59,31 @@ def call(fn: Callable[..., Any], args: argparse.Namespace, **extra: Any) -> Any:
     return fn(**{**given, **extra})
 
 
-def add_flags(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> None:
-    """One ``--field-name`` flag per field of dataclass ``cls`` (on a parser or argument group)."""
+def add_flags(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
+    """One ``--field-name`` flag per field of dataclass ``cls`` (on a parser or argument group).
+    On a parser, fields with a ``group`` go under that heading, the headings in the order of
+    :data:`GROUPS`; returns the headings (argument groups) by name."""
+    fields = [f for f in dataclasses.fields(cls) if f.name not in skip]
+    meta = {f.name: field_metadata(cls, f.name) for f in fields}
+    groups: dict[str, Any] = {}
+    if isinstance(parser, argparse.ArgumentParser):
+        used = {m["group"] for m in meta.values() if "group" in m}
+        groups = {g: parser.add_argument_group(g) for g in GROUPS if g in used}
     hints = typing.get_type_hints(cls)
-    for f in dataclasses.fields(cls):
-        if f.name in skip:
-            continue
-        meta = field_metadata(cls, f.name)
-        flag = "--" + meta.get("flag", f.name).replace("_", "-")
-        text = meta.get("help", "")
-        if "default" not in text:  # a help that explains its default keeps its own words
+    for f in fields:
+        m = meta[f.name]
+        target = groups.get(m.get("group", ""), parser)
+        flag = "--" + m.get("flag", f.name).replace("_", "-")
+        aliases = m.get("aliases", ())
+        names = [*(a for a in aliases if not a.startswith("--")), flag]
+        names += [a for a in aliases if a.startswith("--")]
+        text = m.get("help", "")
+        if "(default" not in text:  # a help that explains its default keeps its own words
             text = f"{text} (default: {f.default})"
         hint = str(hints[f.name])
         if "bool" in hint:
-            parser.add_argument(
-                flag, action=argparse.BooleanOptionalAction, default=None, help=text
+            target.add_argument(
+                *names, action=argparse.BooleanOptionalAction, default=None, help=text
             )
             continue
         kind: Any = str
@@ -61,13 +91,24 @@ def add_flags(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> None:
             kind = int
         elif "float" in hint:
             kind = float
-        parser.add_argument(flag, type=kind, default=None, dest=f.name, help=text)
+        target.add_argument(*names, type=kind, default=None, dest=f.name, help=text)
+        if "switch" in m:
+            switch, value = m["switch"]
+            target.add_argument(
+                switch, dest=f.name, action="store_const", const=value, help=f"= {flag} {value}"
+            )
+    return groups
 
 
 def given(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:
-    """The fields of ``cls`` whose flags were given."""
-    return {
-        f.name: getattr(args, f.name)
-        for f in dataclasses.fields(cls)
-        if f.name not in skip and getattr(args, f.name, None) is not None
-    }
+    """The fields of ``cls`` whose flags were given; ``-q`` turns a ``progress`` field off."""
+    names = {f.name for f in dataclasses.fields(cls)} - set(skip)
+    flags = {k: getattr(args, k) for k in names if getattr(args, k, None) is not None}
+    if getattr(args, "quiet", 0) and "progress" in names:
+        flags.setdefault("progress", False)
+    return flags
+
+
+def built(cls: type, args: argparse.Namespace) -> Any:
+    """``cls`` (a dataclass of settings) from the flags given, its defaults for the rest."""
+    return cls(**given(args, cls))

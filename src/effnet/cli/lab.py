@@ -5,49 +5,29 @@ from __future__ import annotations
 import argparse
 import dataclasses
 
-from effnet.cli.flags import add_command, add_flags, given
+from effnet import lab
+from effnet.cli.flags import add_command, add_flags, built, call
 from effnet.cli.output import format_table, print_json
 from effnet.errors import ConfigError
-from effnet.lab import (
-    STRATEGIES,
-    DataConfig,
-    Grid,
-    Recipe,
-    RunOptions,
-    compare,
-    family_ladder,
-    search,
-    tables,
-)
+from effnet.lab import tables
 from effnet.lab.tables import BaseOptions
 from effnet.scaling import PAPER, Coefficients, parse_phis
 
-_DESCRIPTION = (
-    "Run the paper's scaling experiments on your own data and hardware. Trials run serially, in "
-    "a process pool or on Ray; results land in one directory and a re-run resumes, skipping "
-    "finished trials."
-)
-
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    summary = "scaling experiments: search alpha/beta/gamma, compound vs one-dimensional scaling"
-    lab = sub.add_parser("lab", help=summary, description=_DESCRIPTION)
-    lab_sub = lab.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
+    parent = add_command(sub, cmd_lab)
+    lab_sub = parent.add_subparsers(dest="lab_command", metavar="LAB_COMMAND", required=True)
     p = add_command(lab_sub, cmd_search)
     _add_experiment(p)
     p.add_argument("--budget", type=float, default=2.0, help="compute growth per phi (2.0)")
     p.add_argument("--tolerance", type=float, default=0.05, help="on a*b^2*g^2 (0.05)")
     p.add_argument("--grid", default="", help="axes to change, e.g. 'alpha=1.1:1.3 beta=1.0,1.1'")
-    p.add_argument(
-        "--macs-tolerance",
-        type=float,
-        default=0.25,
-        help="train only phi = 1 models within this of budget x the base's MACs (0.25)",
-    )
+    p.add_argument("--macs-tolerance", type=float, default=0.25, help="train only phi = 1 models "
+                   "within this of budget x the base's MACs (0.25)")  # fmt: skip
     p = add_command(lab_sub, cmd_compare)
     _add_experiment(p)
     p.add_argument("--targets", default="2,4", help="compute multiples of the base (2,4)")
-    p.add_argument("--strategies", default=",".join(STRATEGIES), help="which curves")
+    p.add_argument("--strategies", default=",".join(lab.STRATEGIES), help="which curves")
     p.add_argument("--tolerance", type=float, default=0.05, help="MACs match tolerance (0.05)")
     _add_coefficients(p)
     p = add_command(lab_sub, cmd_ladder)
@@ -65,13 +45,13 @@ def _add_coefficients(p: argparse.ArgumentParser) -> None:
 
 
 def _add_experiment(p: argparse.ArgumentParser) -> None:
-    add_flags(p.add_argument_group("data"), DataConfig)
+    add_flags(p.add_argument_group("data"), lab.DataConfig)
     add_flags(p.add_argument_group("base network"), BaseOptions)
     g = p.add_argument_group("training recipe (the same for every trial)")
-    add_flags(g, Recipe)
+    add_flags(g, lab.Recipe)
     g.add_argument("--seeds", default="0", help="training seeds, e.g. 0,1 (mean and spread)")
     g = p.add_argument_group("execution")
-    add_flags(g, RunOptions)
+    add_flags(g, lab.RunOptions)
     g.set_defaults(backend="process")  # a command runs on all the cores; the library, serially
     g.add_argument("--out", help="results directory (default runs/lab-<command>-<data>)")
     g.add_argument("--dry-run", action="store_true", help="show the models, train nothing")
@@ -84,23 +64,29 @@ def _numbers(text: str, flag: str, kind: type = float) -> list:
     except ValueError:
         values = []
     if not values or (kind is int and len(set(values)) != len(values)):
-        what = (
-            "distinct whole numbers like 0,1" if kind is int else "comma-separated numbers like 2,4"
-        )
+        what = "distinct whole numbers like 0,1" if kind is int else "comma-separated numbers"
         raise ConfigError(f"{flag} expects {what}, got {text!r}")
     return values
 
 
 def _common(args: argparse.Namespace) -> dict:
-    return {
-        "data": DataConfig(**given(args, DataConfig)),
-        "base": BaseOptions(**given(args, BaseOptions)).resolve(),
-        "out_dir": args.out,
-        "recipe": Recipe(**given(args, Recipe)),
-        "seeds": _numbers(args.seeds, "--seeds", int),
-        "run": RunOptions(**given(args, RunOptions)),
-        "dry_run": args.dry_run,
-    }
+    return dict(data=built(lab.DataConfig, args), base=built(BaseOptions, args).resolve(),
+                out_dir=args.out, recipe=built(lab.Recipe, args), run=built(lab.RunOptions, args),
+                seeds=_numbers(args.seeds, "--seeds", int), dry_run=args.dry_run)  # fmt: skip
+
+
+def cmd_lab(args: argparse.Namespace) -> int:
+    """Scaling experiments: search alpha/beta/gamma, compound vs one-dimensional scaling.
+
+    Run the paper's scaling experiments on your own data and hardware. Trials run serially, in a
+    process pool or on Ray; results land in one directory and a re-run resumes, skipping
+    finished trials.
+
+    Examples:
+      effnet lab ladder --base efficientnet_b0 --phi 0..4
+      effnet lab search --data my_images --base efficientnet_b0 --budget 2.0 --dry-run
+    """
+    return 2  # a lab command is required: argparse says which
 
 
 def cmd_search(args: argparse.Namespace) -> int:
@@ -109,15 +95,13 @@ def cmd_search(args: argparse.Namespace) -> int:
     Enumerate coefficient triples near the paper's under the budget, build each phi = 1 model
     from the base, measure its MACs, train the ones on budget under one short recipe and rank
     them by validation accuracy.
+
+    Examples:
+      effnet lab search --data my_images --base efficientnet_b0 --budget 2.0
+      effnet lab search --data elpv --grid 'alpha=1.1:1.3 beta=1.0,1.1' --dry-run
     """
-    grid = Grid.parse(args.grid) if args.grid.strip() else None
-    result = search(
-        **_common(args),
-        budget=args.budget,
-        tolerance=args.tolerance,
-        grid=grid,
-        macs_tolerance=args.macs_tolerance,
-    )
+    grid = lab.Grid.parse(args.grid) if args.grid.strip() else None
+    result = call(lab.search, args, **_common(args), grid=grid)
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -127,10 +111,8 @@ def cmd_search(args: argparse.Namespace) -> int:
     if args.dry_run:
         return 0
     print("\n" + format_table(*tables.search_ranking(result)))
-    base = BaseOptions(**given(args, BaseOptions))
-    print(
-        "\n".join(tables.run_lines(result.report, result.files) + tables.winner_lines(result, base))
-    )
+    lines = tables.run_lines(result.report, result.files)
+    print("\n".join(lines + tables.winner_lines(result, built(BaseOptions, args))))
     return 0 if result.winner else 1
 
 
@@ -140,14 +122,17 @@ def cmd_compare(args: argparse.Namespace) -> int:
     At each compute target (a multiple of the base's measured MACs) build a depth-only,
     width-only, resolution-only and compound model within --tolerance of it, train them and the
     base under one recipe, and plot accuracy against MACs.
+
+    Examples:
+      effnet lab compare --data elpv --label-mode binary --base-width 0.4 --base-depth 0.25 \\
+          --base-resolution 64 --resolution-multiple 4 --targets 2,4 --epochs 7 --seeds 0,1
+      effnet lab compare --data my_images --strategies compound,resolution --dry-run
     """
-    result = compare(
-        **_common(args),
-        targets=_numbers(args.targets, "--targets"),
-        strategies=[s.strip() for s in args.strategies.split(",") if s.strip()],
-        coeffs=Coefficients(args.alpha, args.beta, args.gamma),
-        tolerance=args.tolerance,
-    )
+    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
+    coeffs = Coefficients(args.alpha, args.beta, args.gamma)
+    targets = _numbers(args.targets, "--targets")
+    result = call(lab.compare, args, **_common(args), targets=targets, strategies=strategies,
+                  coeffs=coeffs)  # fmt: skip
     if args.json:
         print_json(result.to_dict())
         return 0
@@ -169,26 +154,21 @@ def cmd_ladder(args: argparse.Namespace) -> int:
 
     The family (alpha, beta, gamma) makes from a base, including a scaled-down base, and how
     close its MACs come to (alpha*beta^2*gamma^2)^phi.
+
+    Examples:
+      effnet lab ladder --base efficientnet_b0 --base-width 0.5 --alpha 1.3 --beta 1.05
+      effnet lab ladder --base efficientnet_lite0 --phi 0,1,2.5 --json
     """
-    base = BaseOptions(**given(args, BaseOptions)).resolve()
-    coeffs = Coefficients(args.alpha, args.beta, args.gamma)
-    rungs = family_ladder(parse_phis(args.phi), coeffs, base, num_classes=args.num_classes)
+    base = built(BaseOptions, args).resolve()
+    c = Coefficients(args.alpha, args.beta, args.gamma)
+    rungs = lab.family_ladder(parse_phis(args.phi), c, base, num_classes=args.num_classes)
     if args.json:
-        print_json(
-            {
-                "base": base.to_dict(),
-                "alpha": coeffs.alpha,
-                "beta": coeffs.beta,
-                "gamma": coeffs.gamma,
-                "flops_factor": coeffs.flops_factor,
-                "rungs": [{**dataclasses.asdict(r), "vs_target": r.vs_target} for r in rungs],
-            }
-        )
+        rows = [{**dataclasses.asdict(r), "vs_target": r.vs_target} for r in rungs]
+        print_json(dict(base=base.to_dict(), alpha=c.alpha, beta=c.beta, gamma=c.gamma,
+                        flops_factor=c.flops_factor, rungs=rows))  # fmt: skip
         return 0
     print(base.describe())
-    print(
-        f"d = {coeffs.alpha:g}^phi, w = {coeffs.beta:g}^phi, r = {coeffs.gamma:g}^phi; "
-        f"target = (alpha*beta^2*gamma^2 = {coeffs.flops_factor:.3f})^phi"
-    )
+    print(f"d = {c.alpha:g}^phi, w = {c.beta:g}^phi, r = {c.gamma:g}^phi; target = "
+          f"(alpha*beta^2*gamma^2 = {c.flops_factor:.3f})^phi")  # fmt: skip
     print(format_table(*tables.ladder_table(rungs)))
     return 0

@@ -1,11 +1,44 @@
-"""Printing helpers shared by the commands: aligned text tables and JSON."""
+"""Printing helpers shared by the commands: aligned text tables, JSON, the log on stderr."""
 
 from __future__ import annotations
 
+import argparse
+import contextlib
 import dataclasses
 import json
-from collections.abc import Sequence
+import logging
+import sys
+from collections.abc import Iterator, Sequence
 from typing import Any
+
+
+@contextlib.contextmanager
+def logging_to_stderr(verbosity: int) -> Iterator[None]:
+    """For one command, the ``effnet`` logger's records on stderr: from INFO (progress), from
+    WARNING with ``-q`` (``verbosity`` -1), ERROR with ``-qq``, DEBUG with ``-v`` (with the
+    time and the logger's name). The library itself configures no logging."""
+    logger = logging.getLogger("effnet")
+    level = {-1: logging.WARNING, 0: logging.INFO}.get(verbosity, logging.ERROR)
+    level = logging.DEBUG if verbosity > 0 else level
+    handler = logging.StreamHandler(sys.stderr)
+    detail = "%(asctime)s %(name)s %(levelname)s: " if verbosity > 0 else ""
+    handler.setFormatter(logging.Formatter(detail + "%(message)s", "%H:%M:%S"))
+    saved = logger.level, logger.propagate
+    logger.addHandler(handler)
+    logger.setLevel(level)
+    logger.propagate = False
+    try:
+        yield
+    finally:
+        logger.removeHandler(handler)
+        logger.setLevel(saved[0])
+        logger.propagate = saved[1]
+
+
+def show_progress(args: argparse.Namespace) -> bool:
+    """Progress bars: on a terminal, unless ``-q`` or ``--json``."""
+    quiet = getattr(args, "quiet", 0) or getattr(args, "json", False)
+    return not quiet and sys.stderr.isatty()
 
 
 def print_json(data: Any) -> None:

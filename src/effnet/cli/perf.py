@@ -7,7 +7,7 @@ import sys
 from pathlib import Path
 
 from effnet.cli.flags import add_command, call
-from effnet.cli.output import format_table, print_json
+from effnet.cli.output import format_table, print_json, show_progress
 from effnet.errors import ConfigError
 
 
@@ -28,7 +28,8 @@ def _names(text: str) -> list[str]:
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, cmd_export)
     p.add_argument("source", help="a model name (effnet list) or a checkpoint file")
-    p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default="onnx")
+    p.add_argument("--format", choices=("onnx", "torchscript", "exported-program"), default="onnx",
+                   help="the file to write (default onnx)")  # fmt: skip
     p.add_argument("--out", type=Path, help="output file (default: <model>.onnx/.ts/.pt2)")
     p.add_argument("--dynamic-batch", action="store_true", help="dynamic batch (default: 1)")
     p.add_argument("--resolution", type=int, help="input size (default: the model's)")
@@ -50,39 +51,31 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("models", nargs="*", default=["efficientnet_b0"], help="variant names")
     p.add_argument("--batch", dest="batches", type=_ints, default=[1, 32], help="e.g. 1,32")
     p.add_argument("--res", dest="resolutions", type=_ints, help="(default: each model's own)")
-    p.add_argument(
-        "--runtime",
-        dest="runtimes",
-        type=_names,
-        default=["eager", "optimized", "onnx"],
-        help="comma list of effnet.bench.EFFNET_RUNTIMES (default eager,optimized,onnx)",
-    )
+    runtimes = "eager,optimized,onnx"
+    p.add_argument("--runtime", dest="runtimes", type=_names, default=_names(runtimes),
+                   help=f"effnet.bench.EFFNET_RUNTIMES (default {runtimes})")  # fmt: skip
     p.add_argument("--peers", action="store_true", help="time timm's and torchvision's too")
-    p.add_argument(
-        "--memory",
-        choices=("subprocess", "inline", "off"),
-        default="subprocess",
-        help="peak memory of each runner alone in a fresh process (default), during the first "
-        "call in this process (inline), or not at all",
-    )
+    p.add_argument("--memory", choices=("subprocess", "inline", "off"), default="subprocess",
+                   help="peak memory of each runner alone in a fresh process (default), during "
+                   "the first call in this process (inline), or not at all")  # fmt: skip
     p.add_argument("--threads", dest="num_threads", type=int, default=2, help="(default 2)")
-    p.add_argument("--warmup", type=int, default=3)
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
+    p.add_argument("--repeats", type=int, default=10, help="timed calls (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
     p = add_command(sub, cmd_choose)
     p.add_argument("--latency-ms", type=float, required=True, help="budget per batch, ms")
-    p.add_argument("--batch", type=int, default=1)
+    p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--runtime", default="onnx", help="an effnet bench runtime (default onnx)")
     p.add_argument("--min-top1", type=float, help="ignore variants below this top-1 (%%)")
     p.add_argument("--models", dest="candidates", type=_names, help="(default: all with a top-1)")
     p.add_argument("--res", dest="resolution", type=int, help="measure all at this size")
     p.add_argument("--threads", dest="num_threads", type=int, help="intra-op threads")
     p.add_argument("--plot", type=Path, default=Path("choose.png"), help="PNG (choose.png)")
-    p.add_argument("--no-plot", dest="plot", action="store_const", const=False)
+    p.add_argument("--no-plot", dest="plot", action="store_const", const=False, help="no PNG")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="measure again")
     p.add_argument("--all", dest="measure_all", action="store_true", help="measure all")
-    p.add_argument("--repeats", type=int, default=10)
+    p.add_argument("--repeats", type=int, default=10, help="timed calls per model (default 10)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
 
 
@@ -94,6 +87,10 @@ def cmd_export(args: argparse.Namespace) -> int:
     int8 ONNX model calibrated on the train split of --calib data and refuses it when the top-1
     on its held-out split (the fine-tuning run's own, from its data.json) drops by more than
     --max-drop points.
+
+    Examples:
+      effnet export efficientnet_b0 --pretrained --dynamic-batch
+      effnet export runs/mine --format onnx --out model.onnx --int8 --calib elpv
     """
     from effnet.export import Int8Options, export_source
 
@@ -115,11 +112,16 @@ def cmd_export(args: argparse.Namespace) -> int:
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
-    """Latency, throughput, memory and GFLOP/s per runtime (optionally vs timm/torchvision)."""
+    """Latency, throughput, memory and GFLOP/s per runtime (optionally vs timm/torchvision).
+
+    Examples:
+      effnet bench efficientnet_b0 --batch 1,32
+      effnet bench efficientnet_b0 tf_efficientnet_lite0 --runtime eager,onnx --peers
+    """
     from effnet.bench import bench
 
     memory = False if args.memory == "off" else args.memory
-    report = call(bench, args, memory=memory, progress=not args.json)
+    report = call(bench, args, memory=memory, progress=show_progress(args))
     if args.json:
         print_json(report.to_dict())
         return 0
@@ -135,10 +137,14 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
     Measures candidate variants here (cached per hardware and library versions) and picks the
     highest published ImageNet top-1 within the budget; prints the Pareto table and can plot it.
+
+    Examples:
+      effnet choose --latency-ms 50 --batch 8 --runtime optimized --min-top1 78
+      effnet choose --latency-ms 20 --models efficientnet_lite0,efficientnet_b0 --no-plot --json
     """
     from effnet.bench import choose
 
-    choice = call(choose, args, plot=args.plot or None, progress=not args.json)
+    choice = call(choose, args, plot=args.plot or None, progress=show_progress(args))
     if args.json:
         print_json(choice.to_dict())
         return 0 if choice.best else 1

