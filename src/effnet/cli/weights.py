@@ -38,7 +38,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
                    "from PyPI); with --checkpoint, a foreign state dict's network")  # fmt: skip
     p.add_argument("--weights", help="weight tag or file (default: the variant's default weights)")
     p.add_argument("--checkpoint", help="an effnet checkpoint file or fine-tuning run directory")
-    p.add_argument("--topk", type=int, default=5, help="classes to show per image (default 5)")
+    p.add_argument(
+        "--topk", type=int, help="classes to show per image (default 5, or all when fewer)"
+    )
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
     p.add_argument("--json", action="store_true", help="print JSON instead of text")
     p.add_argument(

@@ -66,17 +66,26 @@ def classify_files(
     logits: Callable[[torch.Tensor], torch.Tensor],
     names: list[str],
     *,
-    topk: int = 5,
+    topk: int | None = None,
     batch_size: int = 16,
     progress: bool = False,
     temperature: float | None = None,
 ) -> PredictionRun:
     """Top-k predictions for every readable image: ``transform`` makes a (C, H, W) tensor of a
     picture, ``logits`` runs a batch of them; unreadable files are reported, not fatal.
-    Probabilities are ``softmax(logits / temperature)`` (None: 1, the raw softmax)."""
+    Probabilities are ``softmax(logits / temperature)`` (None: 1, the raw softmax).
+    ``topk`` None: 5, or every class when the model has fewer; more than the model's classes is
+    an error."""
     temperature = 1.0 if temperature is None else float(temperature)
     if not 0 < temperature < math.inf:
         raise ConfigError(f"temperature must be a positive number, got {temperature}")
+    for name, value in (("topk", topk), ("batch_size", batch_size)):
+        if value is not None and (
+            isinstance(value, bool) or not isinstance(value, int) or value < 1
+        ):
+            raise ConfigError(f"{name} must be a whole number >= 1, got {value!r}")
+    if names:
+        _check_topk(topk, len(names))
     files = expand_inputs(inputs)
     run = PredictionRun(temperature=temperature)
     with tqdm(total=len(files), unit="img", desc="predict", disable=not progress) as bar:
@@ -92,17 +101,26 @@ def classify_files(
             if not tensors:
                 continue
             probs = (logits(torch.stack(tensors)).float() / temperature).softmax(dim=-1)
-            values, indices = probs.topk(min(topk, probs.shape[-1]), dim=-1)
+            _check_topk(topk, probs.shape[-1])
+            values, indices = probs.topk(min(topk or 5, probs.shape[-1]), dim=-1)
             for path, vals, idx in zip(kept, values.tolist(), indices.tolist()):
                 labels = [names[i] if i < len(names) else str(i) for i in idx]
                 run.predictions.append(Prediction(str(path), labels, vals, idx))
     return run
 
 
+def _check_topk(topk: int | None, classes: int) -> None:
+    if topk is not None and topk > classes:
+        raise ConfigError(
+            f"topk {topk} asks for more classes than the model has: the model has {classes} "
+            f"classes; pass --topk {classes} or less"
+        )
+
+
 def predict_files(
     model: nn.Module,
     inputs: Iterable[str | os.PathLike[str]],
-    topk: int = 5,
+    topk: int | None = None,
     batch_size: int = 16,
     progress: bool = True,
     temperature: float | None = None,

@@ -99,7 +99,10 @@ class OnnxPredictor:
         return (logits / self.temperature).softmax(-1).numpy()
 
     def predict_files(
-        self, inputs: Iterable[str | os.PathLike[str]], topk: int = 5, batch_size: int = 16
+        self,
+        inputs: Iterable[str | os.PathLike[str]],
+        topk: int | None = None,
+        batch_size: int = 16,
     ) -> PredictionRun:
         """Like :func:`effnet.predict.predict_files`, but through ONNX Runtime (with the
         temperature stored in the metadata)."""
