@@ -302,6 +302,24 @@ def test_sizes_below_the_minimum_are_refused(
     assert "resolution must be in [32, 4096]" in line and not out.exists()
 
 
+@pytest.mark.parametrize(
+    ("argv", "message"),
+    [
+        (["choose", "--latency-ms", "nan"], "latency budget must be a positive number"),
+        (["choose", "--latency-ms", "-5"], "latency budget must be a positive number"),
+        (["choose", "--latency-ms", "10", "--batch", "0"], "batch must be"),
+        (["choose", "--latency-ms", "10", "--res", "8"], "resolution must be in [32, 4096]"),
+        (["bench", "--runtime", "eagr"], "Did you mean eager"),
+        (["bench", "--repeats", "0"], "repeats >= 1"),
+    ],
+)
+def test_benchmark_values_are_checked_before_measuring(
+    argv: list[str], message: str, capsys: pytest.CaptureFixture[str]
+) -> None:
+    """choose measured every variant for a NaN budget or a batch of 0 before."""
+    assert message in one_line_error([*argv, "--no-cache"] if argv[0] == "choose" else argv, capsys)
+
+
 def test_a_data_name_that_is_near_elpv(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     argv = ["finetune", "--data", "elvp", "--out", str(tmp_path / "run"), "--weights", "none"]
     assert "Did you mean elpv?" in one_line_error(argv, capsys)

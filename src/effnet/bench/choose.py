@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import hashlib
 import json
+import math
 import os
 import tempfile
 from collections.abc import Sequence
@@ -28,7 +29,7 @@ from effnet.errors import ConfigError
 from effnet.host import torch_threads
 from effnet.plotting import new_figure, save_figure
 from effnet.registry import get_spec, list_models
-from effnet.specs import ModelSpec
+from effnet.specs import ModelSpec, check_input_size
 
 __all__ = ["Choice", "ChoiceRow", "choose", "pareto_front", "plot_choice", "published_top1"]
 
@@ -210,8 +211,12 @@ def choose(
         measure_all: measure every candidate; by default a candidate is skipped when one with
             no more MACs already took more than twice the budget.
     """
-    if latency_ms <= 0:
-        raise ConfigError(f"the latency budget must be positive, got {latency_ms} ms")
+    if not 0 < latency_ms < math.inf:  # NaN too: it would compare false with every latency
+        raise ConfigError(f"the latency budget must be a positive number, got {latency_ms} ms")
+    if isinstance(batch, bool) or not isinstance(batch, int) or batch < 1:
+        raise ConfigError(f"batch must be a whole number >= 1, got {batch!r}")
+    if resolution is not None:
+        check_input_size(resolution)
     # (an empty MeasurementCache is falsy: test the type, not the truth value)
     store = MeasurementCache() if cache is True else (cache if cache is not False else None)
     rows: list[ChoiceRow] = []

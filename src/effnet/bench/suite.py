@@ -28,7 +28,7 @@ from effnet.bench.runners import (
 )
 from effnet.bench.timing import Timing, measure_interleaved, peak_rss_delta
 from effnet.cost import Cost, count_params, profile, profile_spec
-from effnet.errors import ConfigError
+from effnet.errors import ConfigError, did_you_mean
 from effnet.host import torch_threads
 from effnet.specs import ModelSpec
 
@@ -170,7 +170,10 @@ def bench(
 
     unknown = [r for r in runtimes if r not in EFFNET_RUNTIMES]
     if unknown:
-        raise ConfigError(f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}")
+        near = "".join(did_you_mean(r, EFFNET_RUNTIMES) for r in unknown)
+        raise ConfigError(
+            f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}.{near}"
+        )
     kwargs = dict(model_kwargs or {})
     peer_rts = [r for r in (peer_runtimes or runtimes) if r in PEER_RUNTIMES] or ["eager"]
     tmp = tempfile.TemporaryDirectory(prefix="effnet-bench-") if workdir is None else None
