@@ -88,8 +88,7 @@ def test_choose_with_a_read_only_cache_prints_the_answer(
     monkeypatch.setenv("EFFNET_CACHE", str(tmp_path / "cache"))
     monkeypatch.setattr(files.tempfile, "mkstemp", denied)  # every file effnet writes
     argv = ["choose", "--latency-ms", "100000", "--models", "tf_efficientnet_lite0",
-            "--res", "32", "--runtime", "eager", "--repeats", "1", "--threads", "1",
-            "--no-plot"]  # fmt: skip
+            "--res", "32", "--runtime", "eager", "--repeats", "1", "--threads", "1"]  # fmt: skip
     with pytest.warns(UserWarning, match="cannot write"):
         code, out, err = cli(argv, capsys)
     assert code == 0, err

@@ -71,8 +71,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--models", dest="candidates", type=_names, help="(default: all with a top-1)")
     p.add_argument("--res", dest="resolution", type=int, help="measure all at this size")
     p.add_argument("--threads", dest="num_threads", type=int, help="intra-op threads")
-    p.add_argument("--plot", type=Path, default=Path("choose.png"), help="PNG (choose.png)")
-    p.add_argument("--no-plot", dest="plot", action="store_const", const=False, help="no PNG")
+    p.add_argument("--plot", type=Path, help="also draw the Pareto front to this PNG")
     p.add_argument("--no-cache", dest="cache", action="store_false", help="measure again")
     p.add_argument("--all", dest="measure_all", action="store_true", help="measure all")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per model (default 10)")
@@ -140,7 +139,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
     Examples:
       effnet choose --latency-ms 50 --batch 8 --runtime optimized --min-top1 78
-      effnet choose --latency-ms 20 --models efficientnet_lite0,efficientnet_b0 --no-plot --json
+      effnet choose --latency-ms 20 --models tf_efficientnet_lite0,efficientnet_b0 --json
     """
     from effnet.bench import choose
 
