@@ -5,9 +5,6 @@ from __future__ import annotations
 import pytest
 import torch
 
-# Kept for the tests that still import them from here; new tests import helpers.reference.
-from helpers.reference import PARAMS_1000, TORCHVISION_GMACS  # noqa: F401
-
 
 @pytest.fixture(autouse=True)
 def _deterministic() -> None:

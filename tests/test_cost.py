@@ -5,9 +5,9 @@ import itertools
 import pytest
 
 import effnet
-from conftest import PARAMS_1000, TORCHVISION_GMACS
 from effnet.cost import describe, ladder, profile, profile_spec
 from effnet.scaling import Coefficients
+from helpers.reference import PARAMS_1000, TORCHVISION_GMACS
 
 
 def test_b0_gmacs_in_published_range() -> None:

@@ -9,10 +9,10 @@ import torch
 from torch import nn
 
 import effnet
-from conftest import PARAMS_1000
 from effnet.layers import DropPath, SamePadConv2d, make_conv, same_padding
 from effnet.model import EfficientNet
 from effnet.specs import VARIANTS, StageSpec
+from helpers.reference import PARAMS_1000
 
 SMALL = ["efficientnet_b0", "efficientnet_lite0", "efficientnetv2_b0"]
 
