@@ -75,10 +75,12 @@ def models_md() -> str:
         "| default weight |",
         "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |",
     ]
+    costs: dict[str, object] = {}  # the flavours of a variant cost the same: count it once
     for name in list_models():
-        row = VARIANTS[split_flavour(name)[1]]
+        variant = split_flavour(name)[1]
+        row = VARIANTS[variant]
         spec = get_spec(name)
-        cost = profile_spec(spec)
+        cost = costs.setdefault(variant, profile_spec(get_spec(variant)))
         lines.append(
             f"| `{name}` | {family(row.base)} | {row.width:g} | {row.depth:g} | {spec.resolution} "
             f"| {spec.padding} | {spec.bn_eps:g} | {cost.params:,} | {cost.gmacs:.3f} "

@@ -4,6 +4,8 @@ exact."""
 
 from __future__ import annotations
 
+import re
+
 import pytest
 import torch
 from torch import nn
@@ -12,6 +14,14 @@ import effnet
 from effnet.weights.convert import from_effnet, to_effnet
 
 SIZE = 48
+
+
+# Converting and running the biggest variants (66M-480M parameters) takes 5-10 s each: their key
+# maps are the smaller variants' with more blocks; they run in `make test-slow`.
+def slow_if_big(*values: str) -> object:
+    """The B6-B8, L2 and V2-M/L/XL names run in `make test-slow`."""
+    big = re.search(r"(_b[678]|_l2|v2_?(m|l|xl))$", values[0]) is not None
+    return pytest.param(*values, marks=pytest.mark.slow) if big else pytest.param(*values)
 
 
 def randomise(model: nn.Module) -> nn.Module:
@@ -70,7 +80,7 @@ TORCHVISION = (
 )
 
 
-@pytest.mark.parametrize(("ours", "theirs"), TORCHVISION)
+@pytest.mark.parametrize(("ours", "theirs"), [slow_if_big(o, t) for o, t in TORCHVISION])
 def test_torchvision_parity(ours: str, theirs: str) -> None:
     import torchvision
 
@@ -94,7 +104,7 @@ TIMM = (
 )
 
 
-@pytest.mark.parametrize("name", TIMM)
+@pytest.mark.parametrize("name", [slow_if_big(n) for n in TIMM])
 def test_timm_parity(name: str) -> None:
     timm = pytest.importorskip("timm")
     foreign = materialise(lambda: timm.create_model(name))
@@ -112,7 +122,9 @@ def use_fused_silu(model: nn.Module) -> None:
             module._swish = nn.SiLU()
 
 
-@pytest.mark.parametrize("i", range(9))
+@pytest.mark.parametrize(
+    "i", [pytest.param(i, marks=pytest.mark.slow) if i >= 6 else i for i in range(9)]
+)
 def test_efficientnet_pytorch_parity(i: int) -> None:
     from efficientnet_pytorch import EfficientNet
 

@@ -103,9 +103,16 @@ def foreign_model(record):  # type: ignore[no-untyped-def]
     return EfficientNet.from_name(variant)
 
 
-@pytest.mark.parametrize(
-    "record", [r for r in RECORDS if r.source != "torchvision"], ids=lambda r: r.name
-)
+def one_per_key_map() -> list:  # type: ignore[type-arg]
+    """Tags of one model from one publisher share a key map: one record of each."""
+    seen: dict[tuple[str, str], object] = {}
+    for r in RECORDS:
+        if r.source != "torchvision":
+            seen.setdefault((r.source, r.model), r)
+    return list(seen.values())
+
+
+@pytest.mark.parametrize("record", one_per_key_map(), ids=lambda r: r.name)
 def test_record_key_map_fits_the_publishers_network(record) -> None:  # type: ignore[no-untyped-def]
     """Every key and shape of the publisher's state dict maps onto ours (checked on meta)."""
     with torch.device("meta"):
