@@ -80,7 +80,9 @@ def models_md() -> str:
         variant = split_flavour(name)[1]
         row = VARIANTS[variant]
         spec = get_spec(name)
-        cost = costs.setdefault(variant, profile_spec(get_spec(variant)))
+        if variant not in costs:
+            costs[variant] = profile_spec(get_spec(variant))
+        cost = costs[variant]
         lines.append(
             f"| `{name}` | {family(row.base)} | {row.width:g} | {row.depth:g} | {spec.resolution} "
             f"| {spec.padding} | {spec.bn_eps:g} | {cost.params:,} | {cost.gmacs:.3f} "
