@@ -1,24 +1,24 @@
-"""Training throughput and memory of effnet B0 vs timm's and torchvision's B0, in one run.
+"""Training-step throughput and memory: effnet as `effnet finetune` runs it, against timm (and
+torchvision for B0) as they run by default, each model in its own process, rounds interleaved.
 
-    python benchmarks/train_throughput.py                  # 3 rounds, prints JSON
-    python benchmarks/train_throughput.py --rounds 1 --steps 5
+    python benchmarks/train_throughput.py                        # Lite0 and B0 at 128 and 224 px
+    python benchmarks/train_throughput.py --models efficientnet_b0 --res 160 --rounds 5
 
-Setting (issue 5 / training at scale): batch 32 at 128x128, channels_last, fp32, SGD with
-momentum 0.9, 1000 classes, 2 threads, the three models built with their defaults (dropout and
-stochastic depth on). Each round runs warm-up steps, then times one training step of each model
-in turn (round-robin), ``--steps`` times; images/s = batch / median step time. The ratio is
-taken inside a round and the median over rounds is reported.
+A step is forward + backward + AdamW step, batch 32, channels_last, fp32, drop_path_rate 0.2
+for every library (timm's default is 0), 2 threads. Every measurement runs in a fresh process:
 
-Memory, two honest measures (CPU has no ``max_memory_allocated``):
+- ``effnet``: the step inside ``effnet.host.fast_malloc()``, which every effnet command and
+  ``effnet.finetune`` run under (glibc keeps freed memory for reuse instead of an mmap per large
+  tensor; see effnet/host.py);
+- ``timm`` / ``torchvision``: the same step in a plain process, as a user of those libraries
+  runs it;
+- ``timm_same_malloc``: timm with the same allocator setting, so the table also shows what is
+  effnet's model code and what is the allocator.
 
-- ``peak_step_mb``: peak bytes of tensor storage alive during one training step that did not
-  exist before it (activations, gradients, workspace tensors), tracked op by op with a torch
-  dispatch mode (effnet.bench.peak_tensor_bytes). Parameters and optimizer state are equal for
-  the three models and excluded; allocator caching cannot blur it.
-- ``saved_for_backward_mb``: what autograd keeps between forward and backward (the activation
-  memory that memory-efficient layers reduce), storages de-duplicated, parameters excluded.
-
-Targets: >= 1.15x timm and >= 1.0x torchvision in images/s; peak memory <= 0.85x timm's.
+images/s = batch / median step time over ``--steps`` timed steps after ``--warmup``; the ratio
+is taken within a round (the processes of one round run back to back) and the median over
+rounds is reported. Memory: peak bytes of tensor storage alive during one step that did not
+exist before it (allocator-independent; parameters and optimizer state excluded).
 """
 
 from __future__ import annotations
@@ -27,119 +27,138 @@ import argparse
 import json
 import os
 import statistics
+import subprocess
 import sys
 import time
 from typing import Any
 
-import torch
-import torch.nn.functional as F
 
-
-def _models() -> dict[str, torch.nn.Module]:
-    import timm
-    import torchvision
-
-    import effnet
+def _model(lib: str, name: str) -> Any:
+    import torch
 
     torch.manual_seed(0)
+    if lib == "effnet":
+        import effnet
+
+        return effnet.create_model(name, drop_path_rate=0.2)
+    if lib.startswith("timm"):
+        import timm
+
+        return timm.create_model(name, pretrained=False, drop_path_rate=0.2)
+    import torchvision
+
+    return getattr(torchvision.models, name)(weights=None, stochastic_depth_prob=0.2)
+
+
+def worker(lib: str, name: str, res: int, batch: int, steps: int, warmup: int) -> dict[str, Any]:
+    """One library's training step in this process; returns its speed and memory."""
+    import contextlib
+
+    import torch
+    import torch.nn.functional as F
+
+    from effnet.bench import peak_tensor_bytes
+    from effnet.host import fast_malloc
+
+    torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
+    ctx = fast_malloc() if lib in ("effnet", "timm_same_malloc") else contextlib.nullcontext()
+    with ctx:
+        model = _model(lib, name).train().to(memory_format=torch.channels_last)
+        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        gen = torch.Generator().manual_seed(0)
+        x = torch.randn(batch, 3, res, res, generator=gen).contiguous(
+            memory_format=torch.channels_last
+        )
+        y = torch.randint(0, 1000, (batch,), generator=gen)
+
+        def step() -> None:
+            opt.zero_grad(set_to_none=True)
+            F.cross_entropy(model(x), y).backward()
+            opt.step()
+
+        for _ in range(warmup):
+            step()
+        _, peak = peak_tensor_bytes(step)
+        times = []
+        for _ in range(steps):
+            start = time.perf_counter()
+            step()
+            times.append(time.perf_counter() - start)
     return {
-        "effnet": effnet.create_model("efficientnet_b0"),
-        "timm": timm.create_model("efficientnet_b0", pretrained=False),
-        "torchvision": torchvision.models.efficientnet_b0(weights=None),
+        "images_per_s": batch / statistics.median(times),
+        "images_per_s_best": batch / min(times),
+        "peak_step_mb": peak / 2**20,
     }
 
 
-def _step_fn(model: torch.nn.Module, x: torch.Tensor, y: torch.Tensor) -> Any:
-    opt = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
-
-    def step() -> None:
-        opt.zero_grad(set_to_none=True)
-        F.cross_entropy(model(x), y).backward()
-        opt.step()
-
-    return step
+def _run_worker(args: argparse.Namespace, lib: str, name: str, res: int) -> dict[str, Any]:
+    cmd = [sys.executable, __file__, "--worker", lib, name, str(res), str(args.batch),
+           str(args.steps), str(args.warmup)]  # fmt: skip
+    env = {**os.environ, "BENCH_THREADS": str(args.threads)}
+    out = subprocess.run(cmd, capture_output=True, text=True, env=env, check=True)
+    return json.loads(out.stdout.strip().splitlines()[-1])
 
 
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
+    parser.add_argument("--models", default="tf_efficientnet_lite0,efficientnet_b0")
+    parser.add_argument("--res", default="128,224")
     parser.add_argument("--rounds", type=int, default=3)
-    parser.add_argument("--steps", type=int, default=8, help="timed steps per model per round")
+    parser.add_argument("--steps", type=int, default=5, help="timed steps per process")
     parser.add_argument("--warmup", type=int, default=2)
     parser.add_argument("--batch", type=int, default=32)
-    parser.add_argument("--res", type=int, default=128)
     parser.add_argument("--threads", type=int, default=2)
     parser.add_argument("--out", help="also write the JSON here")
+    parser.add_argument("--worker", nargs=6, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.worker:
+        lib, name, res, batch, steps, warmup = args.worker
+        print(json.dumps(worker(lib, name, int(res), int(batch), int(steps), int(warmup))))
+        return 0
 
-    from effnet.bench import fingerprint, measure_interleaved, peak_tensor_bytes
-    from effnet.bench.timing import saved_tensor_bytes
+    from effnet.bench import fingerprint
 
-    torch.set_num_threads(args.threads)
     load_before = os.getloadavg()
-    gen = torch.Generator().manual_seed(0)
-    x = torch.randn(args.batch, 3, args.res, args.res, generator=gen)
-    x = x.contiguous(memory_format=torch.channels_last)
-    y = torch.randint(0, 1000, (args.batch,), generator=gen)
-    models = {k: m.train().to(memory_format=torch.channels_last) for k, m in _models().items()}
-    steps = {k: _step_fn(m, x, y) for k, m in models.items()}
-
-    memory: dict[str, dict[str, float]] = {}
-    for name, model in models.items():
-        steps[name]()  # creates the momentum buffers first: they are not step memory
-        _, peak = peak_tensor_bytes(steps[name])
-        params = list(model.parameters())
-        _, saved = saved_tensor_bytes(lambda m=model: m(x), exclude=params)
-        memory[name] = {
-            "peak_step_mb": round(peak / 2**20, 1),
-            "saved_for_backward_mb": round(saved / 2**20, 1),
-        }
-
     started = time.time()
-    per_round: list[dict[str, float]] = []
-    best_round: list[dict[str, float]] = []  # from the fastest step: others only slow it down
-    for i in range(args.rounds):
-        t = measure_interleaved(steps, args.batch, args.warmup, args.steps)
-        per_round.append({k: round(v.images_per_s, 2) for k, v in t.items()})
-        best_round.append({k: round(1000 * args.batch / v.min_ms, 2) for k, v in t.items()})
-        print(f"round {i + 1}/{args.rounds}: {per_round[-1]}", file=sys.stderr)
+    cases: dict[str, Any] = {}
+    for name in args.models.split(","):
+        libs = ["effnet", "timm", "timm_same_malloc"]
+        if name == "efficientnet_b0":
+            libs.append("torchvision")
+        for res in (int(r) for r in args.res.split(",")):
+            rounds = []
+            for i in range(args.rounds):
+                rounds.append({lib: _run_worker(args, lib, name, res) for lib in libs})
+                speeds = {k: round(v["images_per_s"], 1) for k, v in rounds[-1].items()}
+                print(f"{name} {res}px round {i + 1}: {speeds}", file=sys.stderr)
 
-    def ratio(a: str, b: str) -> dict[str, Any]:
-        values = [r[a] / r[b] for r in per_round]
-        best = [r[a] / r[b] for r in best_round]
-        return {
-            "median": round(statistics.median(values), 3),
-            "per_round": [round(v, 3) for v in values],
-            "best_based": round(statistics.median(best), 3),
-        }
+            def ratio(a: str, b: str, rounds: list[dict[str, Any]] = rounds) -> float:
+                return round(
+                    statistics.median(r[a]["images_per_s"] / r[b]["images_per_s"] for r in rounds),
+                    3,
+                )
 
-    vs_timm, vs_tv = ratio("effnet", "timm"), ratio("effnet", "torchvision")
-    mem_ratio = memory["effnet"]["peak_step_mb"] / memory["timm"]["peak_step_mb"]
-    saved_ratio = (
-        memory["effnet"]["saved_for_backward_mb"] / memory["timm"]["saved_for_backward_mb"]
-    )
-
-    def target(measured: float, goal: float, higher: bool = True) -> dict[str, Any]:
-        met = measured >= goal if higher else measured <= goal
-        out = {"measured": round(measured, 3), "goal": goal, "met": met}
-        if not met:
-            out["missed_by"] = f"{abs(measured / goal - 1) * 100:.1f}%"
-        return out
-
+            case = {
+                "images_per_s_median": {
+                    lib: round(statistics.median(r[lib]["images_per_s"] for r in rounds), 1)
+                    for lib in libs
+                },
+                "effnet_vs_timm": ratio("effnet", "timm"),
+                "effnet_vs_timm_same_malloc": ratio("effnet", "timm_same_malloc"),
+                "peak_step_mb": {lib: round(rounds[0][lib]["peak_step_mb"], 1) for lib in libs},
+            }
+            if "torchvision" in libs:
+                case["effnet_vs_torchvision"] = ratio("effnet", "torchvision")
+            case["target_vs_timm_ge_1.3"] = case["effnet_vs_timm"] >= 1.3
+            case["memory_vs_timm_le_1.0"] = (
+                case["peak_step_mb"]["effnet"] <= case["peak_step_mb"]["timm"] * 1.001
+            )
+            cases[f"{name}@{res}"] = case
     result = {
-        "benchmark": "EfficientNet-B0 training step, batch 32 @128px, channels_last, fp32, SGD",
+        "benchmark": "training step (forward + backward + AdamW), batch "
+        f"{args.batch}, channels_last, fp32, drop_path 0.2, {args.threads} threads",
         "command": "python benchmarks/train_throughput.py " + " ".join(argv or sys.argv[1:]),
-        "threads": args.threads,
-        "images_per_s_per_round": per_round,
-        "images_per_s_median": {
-            k: round(statistics.median(r[k] for r in per_round), 2) for k in models
-        },
-        "memory": memory,
-        "targets": {
-            "throughput_vs_timm_ge_1.15": {**target(vs_timm["median"], 1.15), **vs_timm},
-            "throughput_vs_torchvision_ge_1.0": {**target(vs_tv["median"], 1.0), **vs_tv},
-            "peak_step_memory_vs_timm_le_0.85": target(mem_ratio, 0.85, higher=False),
-            "saved_for_backward_vs_timm": round(saved_ratio, 3),
-        },
+        "cases": cases,
         "environment": fingerprint(),
         "load_average": {"before": load_before, "after": os.getloadavg()},
         "seconds": round(time.time() - started),

@@ -20,6 +20,7 @@ from effnet.cli import hub, lab, models, perf, report, train, weights
 from effnet.cli.flags import HelpFormatter, add_command, parser_text
 from effnet.cli.output import logging_to_stderr
 from effnet.errors import ConfigError, EffnetError
+from effnet.host import fast_malloc
 from effnet.train.distributed import record_failure
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
@@ -85,7 +86,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     if not getattr(args, "func", None):
         parser.print_help()
         return 2
-    with logging_to_stderr(args.verbose - args.quiet):
+    # the command owns the process: large tensors reuse freed memory (effnet.host.fast_malloc)
+    with logging_to_stderr(args.verbose - args.quiet), fast_malloc():
         # A problem the user can fix (EffnetError) or a file the system cannot read or write
         # (OSError) is one line and the error's exit code; anything else is a bug: a traceback.
         try:

@@ -29,7 +29,7 @@ from effnet.data import load_source, write_data_record
 from effnet.data.splits import SplitFractions
 from effnet.errors import ConfigError, RunDirError
 from effnet.files import write_json
-from effnet.host import torch_threads
+from effnet.host import fast_malloc, torch_threads
 from effnet.train.checkpoint import (
     RunState,
     claim_run_dir,
@@ -200,6 +200,7 @@ def _run(
     with (
         peer_failures(ctx, run_dir),
         torch_threads(config.threads),
+        fast_malloc(),
         claim_run_dir(run_dir, resume=resume, overwrite=overwrite, main=ctx.is_main) as state,
     ):
         run = _prepare_run(config, ctx, state, amp)
