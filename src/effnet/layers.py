@@ -249,7 +249,25 @@ class DropPath(nn.Module):
         return f"p={self.p:.4f}"
 
 
-class MBConv(nn.Module):
+class _Residual(nn.Module):
+    """What MBConv and Fused-MBConv share: the shortcut, taken through drop-path when the
+    block keeps its input's shape (stride 1, as many channels out as in)."""
+
+    def _shortcut(self, in_channels: int, out_channels: int, stride: int, p: float) -> None:
+        self.use_residual = stride == 1 and in_channels == out_channels
+        self.inplace = False  # set by EfficientNet.fuse(): add the shortcut into the output
+        self.drop_path = DropPath(p) if self.use_residual else nn.Identity()
+
+    def _add_shortcut(self, x: torch.Tensor, shortcut: torch.Tensor) -> torch.Tensor:
+        if not self.use_residual:
+            return x
+        x = self.drop_path(x)
+        if self.inplace and not torch.is_grad_enabled():
+            return x.add_(shortcut)  # fused inference copy: x is this block's own fresh output
+        return x + shortcut
+
+
+class MBConv(_Residual):
     """Mobile inverted bottleneck (MobileNetV2) with squeeze-excite, as in EfficientNet."""
 
     def __init__(
@@ -265,8 +283,6 @@ class MBConv(nn.Module):
     ) -> None:
         super().__init__()
         mid = round(in_channels * expand)
-        self.use_residual = stride == 1 and in_channels == out_channels
-        self.inplace = False  # set by EfficientNet.fuse(): add the shortcut into the output
         # expand: 1x1 conv to `expand` times the channels (skipped when expand == 1)
         self.expand = (
             ConvNormAct(in_channels, mid, 1, opts) if mid != in_channels else nn.Identity()
@@ -281,7 +297,7 @@ class MBConv(nn.Module):
         )
         # project: linear 1x1 conv back to the narrow output (no activation)
         self.project = ConvNormAct(mid, out_channels, 1, opts, act=False)
-        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+        self._shortcut(in_channels, out_channels, stride, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
@@ -289,12 +305,10 @@ class MBConv(nn.Module):
         x = self.depthwise(x)  # -> (N, C_mid, H/s, W/s)
         x = self.se(x)
         x = self.project(x)  # -> (N, C_out, H/s, W/s)
-        if self.use_residual:
-            x = _residual(self.drop_path(x), shortcut, self.inplace)
-        return x
+        return self._add_shortcut(x, shortcut)
 
 
-class FusedMBConv(nn.Module):
+class FusedMBConv(_Residual):
     """EfficientNetV2's Fused-MBConv: the 1x1 expand and kxk depthwise become one kxk conv.
 
     With expand == 1 the block is a single kxk conv + BN + activation (no projection).
@@ -312,8 +326,6 @@ class FusedMBConv(nn.Module):
     ) -> None:
         super().__init__()
         mid = round(in_channels * expand)
-        self.use_residual = stride == 1 and in_channels == out_channels
-        self.inplace = False  # set by EfficientNet.fuse()
         if expand != 1:
             # fused expand: a full kxk conv widens the channels and applies the stride
             self.fused = ConvNormAct(in_channels, mid, kernel, opts, stride=stride)
@@ -322,18 +334,10 @@ class FusedMBConv(nn.Module):
         else:
             self.fused = ConvNormAct(in_channels, out_channels, kernel, opts, stride=stride)
             self.project = nn.Identity()
-        self.drop_path = DropPath(drop_path) if self.use_residual else nn.Identity()
+        self._shortcut(in_channels, out_channels, stride, drop_path)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         shortcut = x
         x = self.fused(x)  # (N, C_in, H, W) -> (N, C_mid, H/s, W/s)
         x = self.project(x)  # -> (N, C_out, H/s, W/s)
-        if self.use_residual:
-            x = _residual(self.drop_path(x), shortcut, self.inplace)
-        return x
-
-
-def _residual(x: torch.Tensor, shortcut: torch.Tensor, inplace: bool) -> torch.Tensor:
-    if inplace and not torch.is_grad_enabled():
-        return x.add_(shortcut)  # fused inference copy: x is this block's own fresh output
-    return x + shortcut
+        return self._add_shortcut(x, shortcut)
