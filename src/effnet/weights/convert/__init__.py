@@ -92,7 +92,7 @@ def detect_format(state_dict: Mapping[str, torch.Tensor], source: object = None)
     if "stem.conv.weight" in keys:
         return "effnet"
     for name, module in FORMATS.items():
-        if module.detect(keys):
+        if module.STEM_KEY in keys:
             return name
     sample = ", ".join(sorted(keys)[:4]) or "no keys at all"
     what = f"{source} is" if source is not None else "this checkpoint is"

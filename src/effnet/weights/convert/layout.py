@@ -48,6 +48,16 @@ def blocks(spec: ModelSpec) -> Iterator[Block]:
             flat += 1
 
 
+def conv_bn(ours: str, conv: str, bn: str) -> list[LayerPair]:
+    """One conv + BatchNorm layer of ours (``ours.conv``, ``ours.bn``) and its foreign names."""
+    return [(f"{ours}.conv", conv, "conv"), (f"{ours}.bn", bn, "bn")]
+
+
+def head(conv: str, bn: str, classifier: str) -> list[LayerPair]:
+    """The head's conv + BatchNorm and the classifier, under their foreign names."""
+    return [*conv_bn("head", conv, bn), ("classifier", classifier, "linear")]
+
+
 def expand(pairs: list[LayerPair]) -> list[tuple[str, str]]:
     """Layer pairs -> (our key, foreign key) pairs for every parameter and buffer."""
     keys = []

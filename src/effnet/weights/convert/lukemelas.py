@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from effnet.errors import WeightsError
 from effnet.specs import ModelSpec
-from effnet.weights.convert.layout import LayerPair, blocks
+from effnet.weights.convert.layout import LayerPair, blocks, head
+from effnet.weights.convert.layout import conv_bn as _cb
 
-
-def _cb(ours: str, conv: str, bn: str) -> list[LayerPair]:
-    return [(f"{ours}.conv", conv, "conv"), (f"{ours}.bn", bn, "bn")]
+STEM_KEY = "_conv_stem.weight"
+"""The stem's key: a state dict that holds it was written by efficientnet_pytorch."""
 
 
 def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
@@ -35,10 +35,4 @@ def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
                 (f"{b.ours}.se.expand", f"{t}._se_expand", "conv_bias"),
             ]
         pairs += _cb(f"{b.ours}.project", f"{t}._project_conv", f"{t}._bn2")
-    pairs += _cb("head", "_conv_head", "_bn1")
-    pairs.append(("classifier", "_fc", "linear"))
-    return pairs
-
-
-def detect(keys: set[str]) -> bool:
-    return "_conv_stem.weight" in keys
+    return pairs + head("_conv_head", "_bn1", "_fc")

@@ -10,11 +10,11 @@ first V1 stage (expand 1) is a depthwise-separable block: ``conv_dw``/``bn1``, S
 from __future__ import annotations
 
 from effnet.specs import ModelSpec
-from effnet.weights.convert.layout import LayerPair, blocks
+from effnet.weights.convert.layout import LayerPair, blocks, head
+from effnet.weights.convert.layout import conv_bn as _cb
 
-
-def _cb(ours: str, conv: str, bn: str) -> list[LayerPair]:
-    return [(f"{ours}.conv", conv, "conv"), (f"{ours}.bn", bn, "bn")]
+STEM_KEY = "conv_stem.weight"
+"""The stem's key: a state dict that holds it was written by timm."""
 
 
 def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
@@ -39,10 +39,4 @@ def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
             pairs += _cb(f"{b.ours}.project", f"{t}.conv_pwl", f"{t}.bn2")
         else:  # fused with expand 1: a single conv-BN-act
             pairs += _cb(f"{b.ours}.fused", f"{t}.conv", f"{t}.bn1")
-    pairs += _cb("head", "conv_head", "bn2")
-    pairs.append(("classifier", "classifier", "linear"))
-    return pairs
-
-
-def detect(keys: set[str]) -> bool:
-    return "conv_stem.weight" in keys
+    return pairs + head("conv_head", "bn2", "classifier")

@@ -10,11 +10,14 @@ stages, ``features.n+1`` the head conv; each block keeps its layers in a ``block
 from __future__ import annotations
 
 from effnet.specs import ModelSpec
-from effnet.weights.convert.layout import LayerPair, blocks
+from effnet.weights.convert.layout import LayerPair, blocks, conv_bn, head
+
+STEM_KEY = "features.0.0.weight"
+"""The stem's key: a state dict that holds it was written by torchvision."""
 
 
 def _cna(ours: str, theirs: str) -> list[LayerPair]:
-    return [(f"{ours}.conv", f"{theirs}.0", "conv"), (f"{ours}.bn", f"{theirs}.1", "bn")]
+    return conv_bn(ours, f"{theirs}.0", f"{theirs}.1")  # torchvision's Conv2dNormActivation
 
 
 def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
@@ -39,10 +42,5 @@ def layer_pairs(spec: ModelSpec) -> list[LayerPair]:
             pairs += _cna(f"{b.ours}.fused", f"{seq}.0")
             if b.has_expand:
                 pairs += _cna(f"{b.ours}.project", f"{seq}.1")
-    pairs += _cna("head", f"features.{len(spec.stages) + 1}")
-    pairs.append(("classifier", "classifier.1", "linear"))
-    return pairs
-
-
-def detect(keys: set[str]) -> bool:
-    return "features.0.0.weight" in keys
+    last = f"features.{len(spec.stages) + 1}"
+    return pairs + head(f"{last}.0", f"{last}.1", "classifier.1")
