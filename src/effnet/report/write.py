@@ -15,6 +15,7 @@ import torch
 from torch import nn
 
 from effnet._version import __version__
+from effnet.files import write_text
 from effnet.report import figures
 from effnet.report.calibration import MIN_SAMPLES, fit_temperature, reliability
 from effnet.report.html import esc, page
@@ -185,6 +186,33 @@ def write_report(
     """
     start = time.perf_counter()
     run = read_run(run_dir, checkpoint=checkpoint)
+    preds = _gather(run, predictions)
+    evaluated = _choose_split(run, preds, split)
+    temperature, fitted_note = _given_temperature(run, preds, evaluated, temperature)
+    cal_split = _calibration_split(run, preds, evaluated) if temperature is None else ""
+    missing = [s for s in dict.fromkeys([evaluated, cal_split]) if s and s not in preds]
+    if missing and recompute and run.checkpoint is not None and run.split_record:
+        model = load_run_model(run, device) if model is None else model
+        preds.update(recompute_predictions(run, missing, model, device=device))
+    ev = preds.get(evaluated)
+    if model is None and run.checkpoint is not None and gallery > 0 and _filled(ev):
+        model = load_run_model(run, device)
+    metrics = _metrics(ev) if _filled(ev) else None
+    if temperature is None:
+        temperature, fitted_note = _fitted_temperature(preds, cal_split)
+    sections = _sections(run, preds, evaluated, metrics, model, temperature, fitted_note, gallery)
+    text = _page(run, evaluated, metrics, "".join(sections), wall_seconds, start)
+    return write_text(run.run_dir / REPORT_FILE, text)
+
+
+def _filled(pred: Predictions | None) -> bool:
+    return pred is not None and len(pred) > 0
+
+
+def _gather(
+    run: RunFiles, predictions: Mapping[str, Predictions] | Iterable[Predictions] | None
+) -> dict[str, Predictions]:
+    """The predictions given, then those saved in the run directory for the other splits."""
     preds = _as_dict(predictions)
     saved = [p.stem.removeprefix("predictions_") for p in run.run_dir.glob("predictions_*.npz")]
     for name in sorted(set(saved) | set(run.recorded_splits)):
@@ -192,50 +220,61 @@ def write_report(
             found = load_predictions(run.run_dir, name)
             if found is not None:
                 preds[name] = found
-    evaluated = _choose_split(run, preds, split)
-    stored = temperature is None and run.stored_temperature is not None
-    if temperature is None:
-        temperature = run.stored_temperature
-        fitted_note = "Stored with the checkpoint." if temperature else ""
-    else:
-        fitted_note = "Given by the training run."
-    cal_split = _calibration_split(run, preds, evaluated) if temperature is None else ""
-    if stored:
-        fitted_on = preds.get(_calibration_split(run, preds, evaluated) or "")
-        if fitted_on is not None and len(fitted_on):
-            fitted_note = (
-                f"Fitted at the end of the run on its {fitted_on.split} split "
-                f"({len(fitted_on):,} images) and stored with the checkpoint: effnet predict, "
-                "effnet evaluate and exported models apply it."
-            )
-    missing = [s for s in dict.fromkeys([evaluated, cal_split]) if s and s not in preds]
-    if missing and recompute and run.checkpoint is not None and run.split_record:
-        model = load_run_model(run, device) if model is None else model
-        preds.update(recompute_predictions(run, missing, model, device=device))
-    ev = preds.get(evaluated)
-    if model is None and run.checkpoint is not None and gallery > 0 and ev is not None and len(ev):
-        model = load_run_model(run, device)
-    metrics = _metrics(ev) if ev is not None and len(ev) else None
-    if temperature is None:
-        cal = preds.get(cal_split) if cal_split else None
-        if cal is not None and len(cal):
-            temperature = fit_temperature(cal.model_logits, cal.targets)
-            fitted_note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
-            if temperature == 1.0:
-                fitted_note += (
-                    f" T stays 1: fewer than {MIN_SAMPLES} predictions, not a single mistake, "
-                    "or logits that do not depend on T."
-                )
-        else:
-            temperature = 1.0
-            fitted_note = "No held-out predictions to fit a temperature on: T = 1."
+    return preds
 
-    sections = []
-    history = run.history
-    curves = figures.png_bytes(figures.curves_figure(history)) if history else None
-    sections.append(
+
+def _given_temperature(
+    run: RunFiles, preds: Mapping[str, Predictions], evaluated: str, temperature: float | None
+) -> tuple[float | None, str]:
+    """The temperature given, else the one stored with the checkpoint (None: fit one), and the
+    note that says where it comes from."""
+    if temperature is not None:
+        return temperature, "Given by the training run."
+    temperature = run.stored_temperature
+    if temperature is None:
+        return None, ""
+    note = "Stored with the checkpoint." if temperature else ""
+    fitted_on = preds.get(_calibration_split(run, preds, evaluated) or "")
+    if fitted_on is not None and len(fitted_on):
+        note = (
+            f"Fitted at the end of the run on its {fitted_on.split} split "
+            f"({len(fitted_on):,} images) and stored with the checkpoint: effnet predict, "
+            "effnet evaluate and exported models apply it."
+        )
+    return temperature, note
+
+
+def _fitted_temperature(preds: Mapping[str, Predictions], cal_split: str) -> tuple[float, str]:
+    """The temperature fitted here on ``cal_split`` (1 without predictions), and its note."""
+    cal = preds.get(cal_split) if cal_split else None
+    if cal is None or not len(cal):
+        return 1.0, "No held-out predictions to fit a temperature on: T = 1."
+    temperature = fit_temperature(cal.model_logits, cal.targets)
+    note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
+    if temperature == 1.0:
+        note += (
+            f" T stays 1: fewer than {MIN_SAMPLES} predictions, not a single mistake, "
+            "or logits that do not depend on T."
+        )
+    return temperature, note
+
+
+def _sections(
+    run: RunFiles,
+    preds: Mapping[str, Predictions],
+    evaluated: str,
+    metrics: dict[str, Any] | None,
+    model: nn.Module | None,
+    temperature: float,
+    fitted_note: str,
+    gallery: int,
+) -> list[str]:
+    """The page's sections, in the order of :data:`NAV`."""
+    ev = preds.get(evaluated)
+    curves = figures.png_bytes(figures.curves_figure(run.history)) if run.history else None
+    sections = [
         plot_section("curves", "Learning curves", curves, "learning curves", "No metrics.jsonl.")
-    )
+    ]
     confusion = (
         figures.png_bytes(figures.confusion_figure(metrics["confusion_matrix"], ev.classes))
         if metrics and ev is not None
@@ -256,31 +295,46 @@ def write_report(
     else:
         mistakes, unsure, note = [], [], "No predictions."
     sections.append(gallery_section(mistakes, unsure, note))
-    before = after = None
-    reliability_png = None
-    if ev is not None and len(ev):
-        before = reliability(ev.model_probs(), ev.targets)
-        after = reliability(ev.model_probs(temperature), ev.targets)
-        if ev.view_logits is not None:
-            fitted_note += (
-                " Measured on the model's own probabilities (the unflipped image, as effnet "
-                "predict and exported models serve them); the accuracy above averages the "
-                "test-time flips."
-            )
-        fig = figures.reliability_figure(before, after, temperature)
-        reliability_png = figures.png_bytes(fig)
-    sections.append(
-        calibration_section(reliability_png, before, after, temperature, fitted_note, evaluated)
-    )
+    sections.append(_calibration(ev if _filled(ev) else None, temperature, fitted_note, evaluated))
     sections.append(
         config_section(run.config, str(run.checkpoint) if run.checkpoint is not None else "")
     )
-    fallback = {}
-    for name, p in preds.items():
-        fallback[name] = torch.bincount(p.targets, minlength=len(p.classes)).tolist()
+    counts = {
+        name: torch.bincount(p.targets, minlength=len(p.classes)).tolist()
+        for name, p in preds.items()
+    }
     data = run.data or {"classes": list(ev.classes) if ev is not None else []}
-    sections.append(split_section(data, fallback))
+    sections.append(split_section(data, counts))
+    return sections
 
+
+def _calibration(
+    ev: Predictions | None, temperature: float, fitted_note: str, evaluated: str
+) -> str:
+    """Reliability before and after temperature scaling, on the model's own probabilities."""
+    if ev is None:
+        return calibration_section(None, None, None, temperature, fitted_note, evaluated)
+    before = reliability(ev.model_probs(), ev.targets)
+    after = reliability(ev.model_probs(temperature), ev.targets)
+    if ev.view_logits is not None:
+        fitted_note += (
+            " Measured on the model's own probabilities (the unflipped image, as effnet "
+            "predict and exported models serve them); the accuracy above averages the "
+            "test-time flips."
+        )
+    png = figures.png_bytes(figures.reliability_figure(before, after, temperature))
+    return calibration_section(png, before, after, temperature, fitted_note, evaluated)
+
+
+def _page(
+    run: RunFiles,
+    evaluated: str,
+    metrics: dict[str, Any] | None,
+    body: str,
+    wall_seconds: float | None,
+    start: float,
+) -> str:
+    """The whole page: the header with the summary, ``body``, and a footer timed from ``start``."""
     wall = wall_seconds
     if wall is None:
         wall = (run.summary.get("timings") or {}).get("wall_seconds")
@@ -303,9 +357,4 @@ def write_report(
         f"Written by effnet {esc(__version__)} on {stamp} in "
         f'<span id="report-seconds">{seconds:.1f}</span> s from {esc(run.run_dir)}.'
     )
-    text = page(f"effnet report: {name}", header, NAV, "".join(sections), footer)
-    out = run.run_dir / REPORT_FILE
-    tmp = out.with_name(out.name + ".tmp")
-    tmp.write_text(text, encoding="utf-8")
-    tmp.replace(out)
-    return out
+    return page(f"effnet report: {name}", header, NAV, body, footer)
