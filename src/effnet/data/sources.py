@@ -125,76 +125,102 @@ def load_source(
     del deep
     fractions = fractions or SplitFractions()
     text = str(src)
-    scanned = ValidationReport()
-    if text.lower() == "elpv":
-        mode = label_mode or "4class"
-        given: dict[str, LabelledSet] = {"all": _elpv_set(mode)}
-        kind = "elpv"
-    else:
-        if label_mode is not None:
-            raise DataSourceError(
-                f"label_mode applies to the 'elpv' source only, got label_mode={label_mode!r} "
-                f"for {text}; drop it (folder and CSV labels are used as they are)"
-            )
-        mode = None
-        path = Path(src).expanduser()
-        if path.is_dir():
-            given, kind, scanned = _folder_sets(path)
-        elif path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):
-            given, scanned = _csv_sets(path)
-            kind = "csv"
-        else:
-            found = "a file of another type" if path.exists() else "nothing"
-            near = "" if path.exists() else did_you_mean(text, ("elpv",))
-            raise DataSourceError(
-                f"expected a data source: a folder root/<class>/<images>, a CSV of path,label "
-                f"rows, or 'elpv'; found {found} at {path}.{near}"
-            )
-        if kind == "csv" and set(given) != {"all"}:
-            kind = "csv-splits"
-
-    report = scanned
+    given, kind, scanned, mode = _read_sets(src, label_mode)
     if isinstance(keep_images, DecodedImages):
         images: DecodedImages | None = keep_images
     else:
         images = DecodedImages() if keep_images else None
-    if validate:
-        for name, part in given.items():
-            given[name], rep = validate_set(part, images=images, progress=progress, warn=False)
-            report = report.merge(rep)
-    warn_skipped(report.skipped, report.checked)
-    _warn_near_duplicate_classes(next(iter(given.values())).classes, text)
-    for name, part in given.items():
-        _check_set(part, name if name != "all" else "the data", text, report)
-
-    if "all" in given:
-        splits = stratified_split(given["all"], fractions, seed=seed)
-        parts: dict[str, LabelledSet | None] = {
-            k: (v if len(v) else None) for k, v in splits.items()
-        }
-        record = split_record(parts, mode="stratified", seed=seed, fractions=fractions, source=text)
-    else:
-        parts = {k: given.get(k) for k in SPLIT_NAMES}
-        carved = parts["val"] is None and fractions.val > 0
-        if carved:
-            # A val set drives early stopping and model selection; take it from train, never test.
-            inner = stratified_split(
-                given["train"], SplitFractions(val=fractions.val, test=0.0), seed=seed
-            )
-            parts["train"], parts["val"] = inner["train"], inner["val"]
-        record = split_record(
-            parts,
-            mode="given",
-            seed=seed if carved else None,
-            fractions=SplitFractions(val=fractions.val, test=0.0) if carved else None,
-            source=text,
-        )
+    report = _checked(given, scanned, text, images, validate, progress)
+    parts, record = _split(given, fractions, seed, text)
     train = parts["train"]
     assert train is not None  # stratified_split always fills train (fraction > 0)
     return SourceSplits(
         text, kind, train.classes, train, parts["val"], parts["test"], report, record, mode,
         images,
     )  # fmt: skip
+
+
+def _read_sets(
+    src: str | Path, label_mode: str | None
+) -> tuple[dict[str, LabelledSet], str, ValidationReport, str | None]:
+    """The sets ``src`` holds (``"all"`` for one to split, else train/val/test as given), its
+    kind, what scanning left out, and the ELPV label mode."""
+    text = str(src)
+    if text.lower() == "elpv":
+        mode = label_mode or "4class"
+        return {"all": _elpv_set(mode)}, "elpv", ValidationReport(), mode
+    if label_mode is not None:
+        raise DataSourceError(
+            f"label_mode applies to the 'elpv' source only, got label_mode={label_mode!r} "
+            f"for {text}; drop it (folder and CSV labels are used as they are)"
+        )
+    path = Path(src).expanduser()
+    if path.is_dir():
+        given, kind, scanned = _folder_sets(path)
+        return given, kind, scanned, None
+    if path.is_file() and path.suffix.lower() in (".csv", ".tsv", ".txt"):
+        given, scanned = _csv_sets(path)
+        return given, "csv" if set(given) == {"all"} else "csv-splits", scanned, None
+    found = "a file of another type" if path.exists() else "nothing"
+    near = "" if path.exists() else did_you_mean(text, ("elpv",))
+    raise DataSourceError(
+        f"expected a data source: a folder root/<class>/<images>, a CSV of path,label "
+        f"rows, or 'elpv'; found {found} at {path}.{near}"
+    )
+
+
+def _checked(
+    given: dict[str, LabelledSet],
+    scanned: ValidationReport,
+    source: str,
+    images: DecodedImages | None,
+    validate: bool,
+    progress: bool,
+) -> ValidationReport:
+    """Decode every file once (``validate``), leaving out and reporting those that fail, then
+    refuse sets that cannot train (see the module docstring)."""
+    report = scanned
+    if validate:
+        for name, part in given.items():
+            given[name], rep = validate_set(part, images=images, progress=progress, warn=False)
+            report = report.merge(rep)
+    warn_skipped(report.skipped, report.checked)
+    _warn_near_duplicate_classes(next(iter(given.values())).classes, source)
+    for name, part in given.items():
+        _check_set(part, name if name != "all" else "the data", source, report)
+    return report
+
+
+def _split(
+    given: dict[str, LabelledSet], fractions: SplitFractions, seed: int, source: str
+) -> tuple[dict[str, LabelledSet | None], dict[str, Any]]:
+    """train/val/test and their record: one set split stratified, or the given splits (a
+    missing val carved from train)."""
+    if "all" in given:
+        splits = stratified_split(given["all"], fractions, seed=seed)
+        parts: dict[str, LabelledSet | None] = {
+            k: (v if len(v) else None) for k, v in splits.items()
+        }
+        record = split_record(
+            parts, mode="stratified", seed=seed, fractions=fractions, source=source
+        )
+        return parts, record
+    parts = {k: given.get(k) for k in SPLIT_NAMES}
+    carved = parts["val"] is None and fractions.val > 0
+    if carved:
+        # A val set drives early stopping and model selection; take it from train, never test.
+        inner = stratified_split(
+            given["train"], SplitFractions(val=fractions.val, test=0.0), seed=seed
+        )
+        parts["train"], parts["val"] = inner["train"], inner["val"]
+    record = split_record(
+        parts,
+        mode="given",
+        seed=seed if carved else None,
+        fractions=SplitFractions(val=fractions.val, test=0.0) if carved else None,
+        source=source,
+    )
+    return parts, record
 
 
 def _warn_near_duplicate_classes(classes: tuple[str, ...], source: str) -> None:
