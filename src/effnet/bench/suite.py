@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import gc
 import tempfile
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any
@@ -168,115 +168,104 @@ def bench(
     """
     from tqdm.auto import tqdm
 
-    unknown = [r for r in runtimes if r not in EFFNET_RUNTIMES]
-    if unknown:
-        near = "".join(did_you_mean(r, EFFNET_RUNTIMES) for r in unknown)
-        raise ConfigError(
-            f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}.{near}"
-        )
-    kwargs = dict(model_kwargs or {})
-    peer_rts = [r for r in (peer_runtimes or runtimes) if r in PEER_RUNTIMES] or ["eager"]
+    _check_runtimes(runtimes)
     tmp = tempfile.TemporaryDirectory(prefix="effnet-bench-") if workdir is None else None
     work = Path(workdir) if tmp is None else Path(tmp.name)
     work.mkdir(parents=True, exist_ok=True)
     rows: list[BenchRow] = []
     groups = [(m, b, r) for m in models for r in (resolutions or [None]) for b in batches]
     bar = tqdm(total=len(groups) * repeats, unit="round", desc="bench", disable=not progress)
+    peer_rts = [r for r in (peer_runtimes or runtimes) if r in PEER_RUNTIMES] or ["eager"]
+    settings = _Settings(runtimes, peer_rts, peers, num_threads, warmup, repeats, memory, work,
+                         dict(model_kwargs or {}), bar.update)  # fmt: skip
     try:
         with torch_threads(num_threads):
             for model, batch, res in groups:
-                rows.extend(
-                    _bench_group(
-                        model,
-                        batch,
-                        res,
-                        runtimes,
-                        peers,
-                        peer_rts,
-                        num_threads,
-                        warmup,
-                        repeats,
-                        memory,
-                        work,
-                        kwargs,
-                        bar,
-                    )
-                )
+                rows.extend(_bench_group(model, batch, res, settings))
                 gc.collect()
     finally:
         bar.close()
         if tmp is not None:
             tmp.cleanup()
-    settings = {
-        "batches": list(batches),
-        "resolutions": list(resolutions) if resolutions else None,
-        "runtimes": list(runtimes),
-        "peers": peers,
-        "threads": num_threads,
-        "warmup": warmup,
-        "repeats": repeats,
-        "timing": "round-robin over runners of a group; median and p90 of per-call latency",
-    }
-    return BenchReport(rows, fingerprint(), settings)
+    return BenchReport(rows, fingerprint(), settings.to_dict(batches, resolutions))
+
+
+def _check_runtimes(runtimes: Sequence[str]) -> None:
+    unknown = [r for r in runtimes if r not in EFFNET_RUNTIMES]
+    if unknown:
+        near = "".join(did_you_mean(r, EFFNET_RUNTIMES) for r in unknown)
+        raise ConfigError(
+            f"unknown runtime(s) {unknown}; choose from {', '.join(EFFNET_RUNTIMES)}.{near}"
+        )
+
+
+@dataclass(frozen=True)
+class _Settings:
+    """What every group of one :func:`bench` call is measured with."""
+
+    runtimes: Sequence[str]
+    peer_runtimes: Sequence[str]
+    peers: bool
+    num_threads: int | None
+    warmup: int
+    repeats: int
+    memory: bool | str
+    work: Path
+    """Where runners write their files (ONNX models, compiled caches)."""
+    model_kwargs: dict[str, Any]
+    advance: Callable[[int], Any]
+    """Called after each timed round (the progress bar)."""
+
+    def to_dict(self, batches: Sequence[int], resolutions: Sequence[int] | None) -> dict[str, Any]:
+        """The report's ``settings``."""
+        return {
+            "batches": list(batches),
+            "resolutions": list(resolutions) if resolutions else None,
+            "runtimes": list(self.runtimes),
+            "peers": self.peers,
+            "threads": self.num_threads,
+            "warmup": self.warmup,
+            "repeats": self.repeats,
+            "timing": "round-robin over runners of a group; median and p90 of per-call latency",
+        }
 
 
 def _bench_group(
-    model: str | ModelSpec | nn.Module,
-    batch: int,
-    res: int | None,
-    runtimes: Sequence[str],
-    peers: bool,
-    peer_rts: Sequence[str],
-    num_threads: int | None,
-    warmup: int,
-    repeats: int,
-    memory: bool | str,
-    work: Path,
-    kwargs: dict[str, Any],
-    bar: Any,
+    model: str | ModelSpec | nn.Module, batch: int, res: int | None, settings: _Settings
 ) -> list[BenchRow]:
     name = _model_name(model)
-    base = build_effnet(model, **kwargs)
+    base = build_effnet(model, **settings.model_kwargs)
     resolution = int(res or base.preprocess.input_size)
     if isinstance(model, nn.Module):
         cost = profile(model, resolution)
     else:  # on the meta device: no compute, even for the big variants
         cost = profile_spec(base.spec, resolution, num_classes=base.num_classes)
-    plan: list[tuple[str, str]] = [("effnet", rt) for rt in runtimes]
-    if peers and name in PEER_NAMES:
+    plan: list[tuple[str, str]] = [("effnet", rt) for rt in settings.runtimes]
+    if settings.peers and name in PEER_NAMES:
         timm_name, tv_name = PEER_NAMES[name]
         for lib, peer_name in (("torchvision", tv_name), ("timm", timm_name)):
             if peer_name:
-                plan.extend((lib, rt) for rt in peer_rts)
-    runners: dict[tuple[str, str], Runner] = {}
-    errors: dict[tuple[str, str], str] = {}
-    peaks: dict[tuple[str, str], float | None] = {}
-    for lib, rt in plan:
-        try:
-            net = build_effnet(model, **kwargs) if lib == "effnet" else peer_model(lib, name)
-            runner = make_runner(lib, rt, net, batch, resolution, work, num_threads)
-            # inline: memory of the first call, where runtimes size their arenas and prepack
-            # weights (a steady-state call allocates little that is new)
-            inline = memory is True or memory == "inline"
-            peaks[(lib, rt)] = peak_rss_delta(runner.run) if inline else None
-            runners[(lib, rt)] = runner
-        except Exception as exc:  # a missing optional runtime must not sink the whole run
-            errors[(lib, rt)] = f"{type(exc).__name__}: {exc}"
+                plan.extend((lib, rt) for rt in settings.peer_runtimes)
+    runners, peaks, errors = _prepare(model, name, plan, batch, resolution, settings)
     timings = measure_interleaved(
         {f"{lib}/{rt}": r.run for (lib, rt), r in runners.items()},
         batch=batch,
-        warmup=warmup,
-        repeats=repeats,
-        progress=bar.update,
+        warmup=settings.warmup,
+        repeats=settings.repeats,
+        progress=settings.advance,
     )
-    if memory == "subprocess" and isinstance(model, str):
+    if settings.memory == "subprocess" and isinstance(model, str):
         from effnet.bench.memprobe import measure_in_subprocess
 
         for lib, rt in runners:
             if rt != "compiled":  # compiling dominates its memory; not an inference number
-                mb = measure_in_subprocess(lib, rt, name, batch, resolution, num_threads, work)
+                mb = measure_in_subprocess(
+                    lib, rt, name, batch, resolution, settings.num_threads, settings.work
+                )
                 peaks[(lib, rt)] = None if mb is None else mb * 2**20
-    common = {"model": name, "batch": batch, "resolution": resolution, "threads": num_threads}
+    common = {
+        "model": name, "batch": batch, "resolution": resolution, "threads": settings.num_threads
+    }  # fmt: skip
     rows = [
         _row(
             common,
@@ -293,6 +282,39 @@ def _bench_group(
     ]
     _add_ratios(rows)
     return rows
+
+
+def _prepare(
+    model: str | ModelSpec | nn.Module,
+    name: str,
+    plan: list[tuple[str, str]],
+    batch: int,
+    resolution: int,
+    settings: _Settings,
+) -> tuple[dict[tuple[str, str], Runner], dict[tuple[str, str], float | None], dict[Any, str]]:
+    """A runner for each (library, runtime) of ``plan``, its inline peak memory (with
+    ``memory="inline"``), and the error of each that could not be prepared."""
+    runners: dict[tuple[str, str], Runner] = {}
+    errors: dict[tuple[str, str], str] = {}
+    peaks: dict[tuple[str, str], float | None] = {}
+    for lib, rt in plan:
+        try:
+            net = (
+                build_effnet(model, **settings.model_kwargs)
+                if lib == "effnet"
+                else peer_model(lib, name)
+            )
+            runner = make_runner(
+                lib, rt, net, batch, resolution, settings.work, settings.num_threads
+            )
+            # inline: memory of the first call, where runtimes size their arenas and prepack
+            # weights (a steady-state call allocates little that is new)
+            inline = settings.memory is True or settings.memory == "inline"
+            peaks[(lib, rt)] = peak_rss_delta(runner.run) if inline else None
+            runners[(lib, rt)] = runner
+        except Exception as exc:  # a missing optional runtime must not sink the whole run
+            errors[(lib, rt)] = f"{type(exc).__name__}: {exc}"
+    return runners, peaks, errors
 
 
 def _row(
