@@ -19,9 +19,10 @@ from torch import nn
 from effnet.errors import ConfigError, WeightsError
 from effnet.model import EfficientNet
 from effnet.registry import get_spec, is_model, name_for, split_tag
-from effnet.specs import ModelSpec
+from effnet.specs import ModelSpec, PreprocessConfig
 from effnet.weights.hub import hub_file
 from effnet.weights.loading import (
+    BuildOptions,
     LoadedWeights,
     build,
     default_preprocess,
@@ -102,6 +103,38 @@ def create_model(
     source = weights_for(named, tag, pretrained)
     if pretrained_cfg_overlay:
         source = _overlay(source, named, tag, pretrained_cfg_overlay)
+    loaded, preprocess = _weights(name, tag, spec, source, overrides, checkpoint_path, num_classes)
+    options = BuildOptions(num_classes, in_chans, drop_rate, drop_path_rate, features_only,
+                           out_indices, global_pool)  # fmt: skip
+    model = build(
+        spec, loaded, options, preprocess=preprocess, record=record_for(named, tag, source)
+    )
+    _configure(model, hub_cfg, pretrained_cfg_overlay)
+    return model
+
+
+def _configure(model: nn.Module, hub_cfg: dict[str, Any], overlay: dict[str, Any] | None) -> None:
+    """A Hub repository's ``pretrained_cfg`` and the overlay's preprocessing keys, then the
+    repository's label names, applied to the built model."""
+    for cfg in (hub_cfg.get("pretrained_cfg"), overlay):
+        if cfg:
+            model.preprocess = model.preprocess.with_cfg(cfg)
+    labels = hub_cfg.get("label_names") or []
+    if isinstance(model, EfficientNet) and labels and len(labels) == model.num_classes:
+        model.class_names = list(labels)
+
+
+def _weights(
+    name: str | ModelSpec,
+    tag: str | None,
+    spec: ModelSpec,
+    source: WeightRecord | Path | None,
+    overrides: dict[str, Any],
+    checkpoint_path: str | os.PathLike[str] | None,
+    num_classes: int | None,
+) -> tuple[LoadedWeights | None, PreprocessConfig | None]:
+    """The weights to load (``source``, then timm's ``checkpoint_path`` over them) and, when
+    there are none, the preprocessing the name implies (None: the weights' own)."""
     loaded = None
     if source is not None:
         if isinstance(name, str):
@@ -109,29 +142,9 @@ def create_model(
         loaded = read_weights(spec, source)
     if checkpoint_path is not None:
         loaded = _strict_checkpoint(spec, Path(checkpoint_path), loaded, num_classes)
-    preprocess = None
     if loaded is None and isinstance(name, str):
-        preprocess = default_preprocess(name, spec, tag)
-    model = build(
-        spec,
-        loaded,
-        num_classes=num_classes,
-        in_chans=in_chans,
-        drop_rate=drop_rate,
-        drop_path_rate=drop_path_rate,
-        features_only=features_only,
-        out_indices=out_indices,
-        preprocess=preprocess,
-        global_pool=global_pool,
-        record=record_for(named, tag, source),
-    )
-    for cfg in (hub_cfg.get("pretrained_cfg"), pretrained_cfg_overlay):
-        if cfg:
-            model.preprocess = model.preprocess.with_cfg(cfg)
-    labels = hub_cfg.get("label_names") or []
-    if isinstance(model, EfficientNet) and labels and len(labels) == model.num_classes:
-        model.class_names = list(labels)
-    return model
+        return None, default_preprocess(name, spec, tag)
+    return loaded, None
 
 
 def _from_hub(name: str, pretrained: Any) -> tuple[str, Any, dict[str, Any]]:

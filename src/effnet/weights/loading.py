@@ -16,7 +16,7 @@
 from __future__ import annotations
 
 import os
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -33,6 +33,7 @@ from effnet.weights.labels import labels_for
 from effnet.weights.records import WeightRecord, default_record, find_record, list_records
 
 __all__ = [
+    "BuildOptions",
     "LoadedWeights",
     "adapt_stem",
     "build",
@@ -172,27 +173,39 @@ def adapt_stem(weight: torch.Tensor, in_chans: int) -> torch.Tensor:
     return weight.repeat(1, repeats, 1, 1)[:, :in_chans] * (have / in_chans)
 
 
+@dataclass(frozen=True)
+class BuildOptions:
+    """How :func:`build` shapes the model around its spec: the keywords of the same names of
+    ``effnet.create_model`` (which documents them) and ``effnet.load_model``."""
+
+    num_classes: int | None = None
+    in_chans: int | None = None
+    drop_rate: float | None = None
+    drop_path_rate: float | None = None
+    features_only: bool = False
+    out_indices: tuple[int, ...] = (0, 1, 2, 3, 4)
+    global_pool: str = "avg"
+
+
 def build(
     spec: ModelSpec,
     loaded: LoadedWeights | None = None,
+    options: BuildOptions | None = None,
     *,
-    num_classes: int | None = None,
-    in_chans: int | None = None,
-    drop_rate: float | None = None,
-    drop_path_rate: float | None = None,
-    features_only: bool = False,
-    out_indices: tuple[int, ...] = (0, 1, 2, 3, 4),
     preprocess: PreprocessConfig | None = None,
-    global_pool: str = "avg",
     record: WeightRecord | None = None,
+    **changes: Any,
 ) -> nn.Module:
     """Construct the model of ``spec`` once and load ``loaded`` into it.
 
-    ``num_classes=None`` keeps the weights' classifier (1000 without weights); another count keeps
-    every pretrained weight but the classifier, which starts fresh. ``in_chans`` adapts the stem
-    (:func:`adapt_stem`). ``preprocess`` is the weights' unless given; ``record`` describes
-    the weights (tag, url, Hub id) in ``model.pretrained_cfg``.
+    ``options`` (or ``changes``: its fields by name) shape it: ``num_classes=None`` keeps the
+    weights' classifier (1000 without weights); another count keeps every pretrained weight but
+    the classifier, which starts fresh. ``in_chans`` adapts the stem (:func:`adapt_stem`).
+    ``preprocess`` is the weights' unless given; ``record`` describes the weights (tag, url, Hub
+    id) in ``model.pretrained_cfg``.
     """
+    opts = replace(options or BuildOptions(), **changes)
+    num_classes, in_chans, drop_path_rate = opts.num_classes, opts.in_chans, opts.drop_path_rate
     have_classes = loaded.num_classes if loaded is not None else 1000
     want_classes = have_classes if num_classes is None else num_classes
     want_chans = (loaded.in_chans if loaded is not None else 3) if in_chans is None else in_chans
@@ -201,11 +214,13 @@ def build(
             f"need num_classes >= 0 and in_chans >= 1, got {want_classes}, {want_chans}"
         )
     model: nn.Module
-    if features_only:
-        model = EfficientNetFeatures(spec, tuple(out_indices), want_chans, drop_path_rate)
+    if opts.features_only:
+        model = EfficientNetFeatures(spec, tuple(opts.out_indices), want_chans, drop_path_rate)
     else:
-        model = EfficientNet(spec, want_classes, want_chans, drop_rate, drop_path_rate, global_pool)
-    new_head = features_only or want_classes != have_classes
+        model = EfficientNet(
+            spec, want_classes, want_chans, opts.drop_rate, drop_path_rate, opts.global_pool
+        )
+    new_head = opts.features_only or want_classes != have_classes
     if loaded is not None:
         state = dict(loaded.state_dict)
         if want_chans != loaded.in_chans:
