@@ -105,6 +105,20 @@ class Predictions:
             None if view_logits is None else _floats(view_logits),
         )
 
+    def save(self, run_dir: str | os.PathLike[str]) -> Path:
+        """Write ``run_dir/predictions_<split>.npz`` (atomically) and return its path."""
+        arrays = {
+            "logits": self.logits.numpy(),
+            "targets": self.targets.numpy(),
+            "paths": np.array(self.paths, dtype=str),
+            "classes": np.array(self.classes, dtype=str),
+        }
+        if self.view_logits is not None:
+            arrays["view_logits"] = self.view_logits.numpy()
+        path = predictions_path(run_dir, self.split)
+        atomic_write(path, lambda tmp: _savez(tmp, arrays))
+        return path
+
 
 def _floats(logits: torch.Tensor) -> torch.Tensor:
     return torch.as_tensor(logits).detach().to("cpu", torch.float32).contiguous()
@@ -131,18 +145,7 @@ def save_predictions(
     log-probabilities) are ``logits[i]``; ``classes`` names the columns. ``view_logits``: with
     test-time augmentation, the unflipped image's own logits (``EvalResult.view_logits``).
     """
-    pred = Predictions.create(split, paths, targets, logits, classes, view_logits)
-    arrays = {
-        "logits": pred.logits.numpy(),
-        "targets": pred.targets.numpy(),
-        "paths": np.array(pred.paths, dtype=str),
-        "classes": np.array(pred.classes, dtype=str),
-    }
-    if pred.view_logits is not None:
-        arrays["view_logits"] = pred.view_logits.numpy()
-    path = predictions_path(run_dir, split)
-    atomic_write(path, lambda tmp: _savez(tmp, arrays))
-    return path
+    return Predictions.create(split, paths, targets, logits, classes, view_logits).save(run_dir)
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -26,7 +26,7 @@ import yaml
 from torch import nn
 
 from effnet.errors import RunDirError
-from effnet.report.predictions import Predictions, save_predictions
+from effnet.report.predictions import Predictions
 
 __all__ = [
     "CALIBRATION_SAMPLES",
@@ -202,8 +202,6 @@ def recompute_predictions(
             name, paths, result.targets, result.logits, part.classes, result.view_logits
         )
         if save:
-            save_predictions(
-                run.run_dir, name, paths, pred.targets, pred.logits, part.classes, pred.view_logits
-            )
+            pred.save(run.run_dir)
         out[name] = pred
     return out
