@@ -15,8 +15,10 @@ import os
 import re
 import stat
 import warnings
+from collections import OrderedDict
 from collections.abc import Iterable, Sequence
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from PIL import Image, ImageOps, UnidentifiedImageError
@@ -263,6 +265,11 @@ class DecodedImages:
         at 32-200 px, like the scaling lab's trials, need not hold 300 px originals)."""
         self.nbytes = 0
         self._memo: dict[str, Image.Image] = {}
+        self.prepared: OrderedDict[Any, Any] = OrderedDict()
+        """Pictures through a pipeline's deterministic steps, per set and size
+        (:func:`effnet.data.prepared.prepared_images` fills it)."""
+        self.prepared_budget = self.max_bytes
+        """Bytes those prepared tensors may take together (the least recently used go first)."""
 
     def __len__(self) -> int:
         return len(self._memo)
@@ -293,6 +300,15 @@ class DecodedImages:
             image = self._memo[key]
         # a copy: transforms must not edit the kept picture
         return image.convert("RGB") if image.mode == "L" else image.copy()
+
+    def peek(self, path: str | os.PathLike[str]) -> Image.Image:
+        """The kept picture itself (decoded now if not held): read it, never edit it."""
+        image = self._memo.get(os.fspath(path))
+        return image if image is not None else _compact(self._shrink(load_image(path)))
+
+    def mode_of(self, path: str | os.PathLike[str]) -> str:
+        """The kept picture's mode: ``L`` for a grayscale one, else ``RGB``."""
+        return self.peek(path).mode
 
     def _shrink(self, image: Image.Image) -> Image.Image:
         short = min(image.size)

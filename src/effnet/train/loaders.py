@@ -14,7 +14,8 @@ from typing import Any
 import torch
 from torch.utils.data import DataLoader, Sampler
 
-from effnet.data import ImageDataset, LabelledSet, balanced_sampler, load_image
+from effnet.data import DecodedImages, ImageDataset, LabelledSet, balanced_sampler, load_image
+from effnet.data.prepared import PreparedLoader, prepared_images, split_pipeline
 from effnet.host import usable_cores
 from effnet.train.distributed import DistContext
 
@@ -93,9 +94,16 @@ def make_loader(
     balance: bool = False,
     images: Any = None,
     whole_epoch: bool = False,
-) -> DataLoader:
+    progress: bool = False,
+) -> DataLoader | PreparedLoader:
     """A loader over ``data``; ``images`` (a :class:`~effnet.data.DecodedImages`) serves the
     pictures already decoded.
+
+    When ``transform`` is the eval view or a flipped one (the ``none`` / ``flip`` presets) and
+    ``images`` is given, the pictures are prepared once per size and batches are cut from one
+    tensor (:mod:`effnet.data.prepared`: the same tensors, no per-image work, no workers;
+    ``progress`` shows the preparation); any other transform runs image by image in a
+    ``DataLoader``.
 
     With a ``seed``: one shuffled training epoch (make one per epoch with that epoch's seed),
     the partial last batch dropped by one rule for every caller, unless ``whole_epoch`` keeps
@@ -108,6 +116,14 @@ def make_loader(
     else:
         sampler = _EpochSampler(data, seed, ctx, balance)
         drop_last = not whole_epoch and _drops_last(len(sampler), batch_size)
+    loader_seed = (seed or 0) + 104_729 * ctx.rank
+    pipeline = split_pipeline(transform) if isinstance(images, DecodedImages) else None
+    if pipeline is not None:
+        prepared = prepared_images(images, data, pipeline, progress=progress and ctx.is_main)
+        if prepared is not None:
+            return PreparedLoader(
+                prepared, sampler, batch_size, drop_last=drop_last, seed=loader_seed
+            )
     n_workers = num_workers(workers)
     return DataLoader(
         ImageDataset(data, transform, loader=images or load_image),
@@ -116,7 +132,7 @@ def make_loader(
         num_workers=n_workers,
         # the sampler's seed is shared (ranks must agree on the permutation); augmentation
         # randomness in the workers is per rank
-        generator=torch.Generator().manual_seed((seed or 0) + 104_729 * ctx.rank),
+        generator=torch.Generator().manual_seed(loader_seed),
         drop_last=drop_last,
         pin_memory=ctx.device.type == "cuda",
         persistent_workers=False,
