@@ -27,7 +27,10 @@ BAD_VALUES: dict[str, list[object]] = {
     "seed": [-1, 2**32, 1.5, "3", True],
     "workers": [-2, 1.5],
     "head_epochs": [-1, 2.5],
-    "epochs": [-1, 2.5, True, None],
+    "epochs": [-1, 2.5, True, "many"],  # None: planned
+    "time_budget": ["soon", "0", "-5m", "", "10 minutes"],
+    "bn_recalibrate_images": [0, -1, 1.5],
+    "select_by": ["precision", ""],
     "freeze_stages": [-1],
     "early_stop": [-1],
     "accum_steps": [0],

@@ -14,8 +14,9 @@ from effnet.train.finetuning import resume_config
 
 
 def saved_run(tmp_path: Path, **fields: object) -> Path:
-    run = tmp_path / "run"
-    save_config(FinetuneConfig(out=str(run), **fields), run / "config.yaml")
+    run = tmp_path / "run"  # a run saves its config resolved: planned values are numbers
+    planned: dict[str, object] = {"epochs": 8, "lr": 1e-4, "image_size": 224, **fields}
+    save_config(FinetuneConfig(out=str(run), **planned), run / "config.yaml")
     return run
 
 
@@ -23,14 +24,14 @@ def test_execution_settings_may_change(tmp_path: Path) -> None:
     run = saved_run(tmp_path)
     config = resume_config(run, workers=3, progress=False, early_stop=2, tta=True)
     assert (config.workers, config.progress, config.early_stop, config.tta) == (3, False, 2, True)
-    assert config.out == str(run) and config.lr == FinetuneConfig().lr
+    assert config.out == str(run) and config.lr == 1e-4
 
 
 def test_what_the_finished_epochs_computed_may_not(tmp_path: Path) -> None:
     run = saved_run(tmp_path)
     with pytest.raises(ConfigError, match="cannot change seed, lr: the finished epochs"):
         resume_config(run, lr=1.0, seed=3)
-    assert resume_config(run, lr=FinetuneConfig().lr).lr == FinetuneConfig().lr  # unchanged: fine
+    assert resume_config(run, lr=1e-4).lr == 1e-4  # unchanged: fine
     with pytest.raises(ConfigError, match="unknown config key"):
         resume_config(run, epochz=3)
 

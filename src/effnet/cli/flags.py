@@ -91,6 +91,8 @@ def add_flags(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> dict[str, A
             kind = int
         elif "float" in hint:
             kind = float
+        if kind is not str and (f.default is None or "str" in hint) and "auto" in text:
+            kind = _or_auto(kind)  # a planned size, count or rate: a number, or auto
         target.add_argument(*names, type=kind, default=None, dest=f.name, help=text)
         if "switch" in m:
             switch, value = m["switch"]
@@ -98,6 +100,16 @@ def add_flags(parser: Any, cls: type, skip: tuple[str, ...] = ()) -> dict[str, A
                 switch, dest=f.name, action="store_const", const=value, help=f"= {flag} {value}"
             )
     return groups
+
+
+def _or_auto(kind: type) -> Any:
+    """An argparse type: a number of ``kind``, or the word ``auto``."""
+
+    def parse(text: str) -> Any:
+        return "auto" if text.strip().lower() == "auto" else kind(text)
+
+    parse.__name__ = kind.__name__  # argparse names the type in its error messages
+    return parse
 
 
 def given(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> dict[str, Any]:

@@ -64,6 +64,8 @@ STATE_FILE = "last.train.pt"
 LOCK_FILE = ".effnet.lock"
 RUN_FILES = (
     "config.yaml",
+    "plan.json",
+    "lr_find.json",
     "data.json",
     STATE_FILE,
     "metrics.jsonl",
@@ -102,6 +104,9 @@ class RunState:
     best_epoch: str = ""
     stale_epochs: int = 0
     """Epochs since the validation score last improved (early stopping)."""
+    full_epochs: int | None = None
+    """Phase 2's epochs when the time budget changed them after its first epoch (the
+    learning-rate schedule and a resumed run follow this, not the planned count)."""
     optimizer: dict[str, Any] | None = None
     scheduler: dict[str, Any] | None = None
     scaler: dict[str, Any] | None = None

@@ -39,11 +39,16 @@ __all__ = [
     "setting",
 ]
 
-BALANCE = ("none", "sampler", "loss")
+BALANCE = ("auto", "none", "sampler", "loss")
 AMP = ("auto", "none", "bf16", "fp16")
+SELECT_BY = ("auto", "accuracy", "balanced_accuracy", "macro_f1", "loss")
+AUTO = "auto"
+"""A field left ``auto`` (or, for sizes and counts, unset) is planned from the data and this
+machine when the run starts (:mod:`effnet.train.plan`); the resolved value is saved."""
 
 
 # The groups of ``effnet finetune --help`` / ``effnet train --help``, in the order they print.
+PLAN = "plan: sized to the data and this machine"
 DATA = "data"
 MODEL = "model & weights"
 HEAD = "phase 1: the new head on the frozen backbone"
@@ -52,7 +57,7 @@ AUGMENT = "augmentation & regularisation"
 EVAL = "evaluation"
 EXECUTION = "execution"
 OUTPUT = "output & tracking"
-GROUPS = (DATA, MODEL, HEAD, OPTIM, AUGMENT, EVAL, EXECUTION, OUTPUT)
+GROUPS = (PLAN, DATA, MODEL, HEAD, OPTIM, AUGMENT, EVAL, EXECUTION, OUTPUT)
 
 
 def setting(
@@ -120,20 +125,35 @@ class FinetuneConfig:
     cache_images: bool = setting(
         True, "keep decoded images in memory (small datasets)", resumable=True, group=DATA
     )
+    # the plan
+    time_budget: str | None = setting(
+        None,
+        "finish within this wall time (10m, 90s, 1h30m): image size, epochs and schedule (and "
+        "the model with --model auto) are planned from a few seconds of measurement on this "
+        "machine, and the epochs adapt if the first one runs slower or faster than planned",
+        group=PLAN,
+    )
     # model and weights
     model: str = setting(
         "tf_efficientnet_lite0",
-        "the model to fine-tune (its name fixes padding and BatchNorm)",
+        "the model to fine-tune (its name fixes padding and BatchNorm); auto: the most accurate "
+        "one with weights on this machine that the time budget affords",
         group=MODEL,
     )
     weights: str = setting(
         "default", "default | none (random init) | a weight tag | a file", group=MODEL
     )
     image_size: int | None = setting(
-        None, "train/eval size (default: the weights' size)", group=MODEL
+        None,
+        "train/eval size (default, or auto: planned from the pictures' size, the weights' size "
+        "and the time budget)",
+        group=MODEL,
     )
     crop_pct: float | None = setting(
-        None, "center-crop share (default: the weights'; 1.0 = whole image)", group=MODEL
+        None,
+        "center-crop share, 1.0 = the whole picture (default, or auto: planned, 1.0; the "
+        "weights' own crop can cut a defect at the border away)",
+        group=MODEL,
     )
     drop_rate: float | None = setting(
         None, "dropout before the classifier (default: the variant's)", group=AUGMENT
@@ -141,6 +161,11 @@ class FinetuneConfig:
     drop_path_rate: float = setting(0.1, "stochastic depth for fine-tuning", group=AUGMENT)
     bn_recalibrate: bool = setting(
         True, "re-estimate BatchNorm statistics on the data first (AdaBN)", group=MODEL
+    )
+    bn_recalibrate_images: int = setting(
+        512,
+        "how many training images (a seeded sample) the statistics are measured on",
+        group=MODEL,
     )
     # phase 1: the new head on a frozen backbone
     head_epochs: int = setting(
@@ -154,8 +179,18 @@ class FinetuneConfig:
         True, 'phase 1 on cached features when head_augment is "none"', group=HEAD
     )
     # phase 2: everything, small learning rate, warmup then cosine decay
-    epochs: int = setting(8, "phase 2: epochs of training everything", group=OPTIM)
-    lr: float = setting(1e-4, "phase 2 peak learning rate", group=OPTIM)
+    epochs: int | None = setting(
+        None,
+        "phase 2: epochs of training everything (default, or auto: planned, 10 without a time "
+        "budget)",
+        group=OPTIM,
+    )
+    lr: float | str | None = setting(
+        None,
+        "phase 2 peak learning rate (default: planned from the weights and the data size); auto: "
+        "a learning-rate range test after phase 1 (fastai's lr_find)",
+        group=OPTIM,
+    )
     optimizer: str = setting(
         "adamw", f"{' | '.join(OPTIMIZERS)} (rmsprop: the paper's)", group=OPTIM
     )
@@ -181,7 +216,12 @@ class FinetuneConfig:
         "layer i trains at lr * decay^(n-1-i), e.g. 0.8, timm's --layer-decay (default: off)",
         group=OPTIM,
     )
-    augment: str = setting("light", "none | flip (no crop) | light | medium | heavy", group=AUGMENT)
+    augment: str = setting(
+        "auto",
+        "none | flip (no crop) | light | medium | heavy; auto: none (a flip or crop can change "
+        "what a picture shows: digits, text, left/right)",
+        group=AUGMENT,
+    )
     magnitude: int | None = setting(
         None, "RandAugment magnitude for medium/heavy (default 9)", group=AUGMENT
     )
@@ -203,7 +243,16 @@ class FinetuneConfig:
     cutmix: float = setting(0.0, "cutmix alpha (0 = off)", group=AUGMENT)
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", group=AUGMENT)
     balance: str = setting(
-        "none", "none | sampler (class-balanced sampling) | loss (class weights)", group=DATA
+        "auto",
+        "none | sampler (class-balanced sampling) | loss (class weights); auto: loss when the "
+        "largest class has twice the images of the smallest",
+        group=DATA,
+    )
+    select_by: str = setting(
+        "auto",
+        "the validation metric the best epoch is chosen by: accuracy | balanced_accuracy | "
+        "macro_f1 | loss; auto: balanced_accuracy when the classes are unbalanced",
+        group=EVAL,
     )
     ema: float = setting(
         0.0,
@@ -249,7 +298,9 @@ class FinetuneConfig:
     )
     eval_batch_size: int = setting(64, "evaluation batch size", resumable=True, group=EVAL)
     amp: str = setting(
-        "auto", "auto (bf16 where fast) | none | bf16 | fp16 (CUDA)", group=EXECUTION
+        "auto",
+        "auto (bf16 where measured faster on this machine) | none | bf16 | fp16 (CUDA)",
+        group=EXECUTION,
     )
     channels_last: bool = setting(True, "channels-last memory format", group=EXECUTION)
     device: str = setting("auto", "auto | cpu | cuda | cuda:N", resumable=True, group=EXECUTION)
@@ -297,7 +348,7 @@ class FinetuneConfig:
                 )
         for name, (ok, wanted) in _RANGES.items():
             value = getattr(self, name, None)
-            if value is not None and not ok(value):
+            if value is not None and value != AUTO and not ok(value):
                 raise ConfigError(
                     f"{name} must be {wanted}, got {value!r} "
                     f"(default: {_default(type(self), name)})"
@@ -306,15 +357,22 @@ class FinetuneConfig:
             value = getattr(self, name)
             if value is not None and not value.strip():
                 raise ConfigError(f"{name} is empty (default: {_default(type(self), name)})")
-        if self.epochs + self.head_epochs == 0:
+        if self.epochs == 0 and self.head_epochs == 0:
             raise ConfigError("both phases have 0 epochs: set --epochs or --head-epochs")
-        if self.min_lr > self.lr and self.schedule != "constant":
+        lr = self.lr
+        if isinstance(lr, str) and lr != AUTO:
+            raise ConfigError(f"lr must be a number > 0 or auto (a range test), got {lr!r}")
+        if isinstance(lr, float) and self.min_lr > lr and self.schedule != "constant":
             raise ConfigError(
                 f"min_lr ({self.min_lr:g}) is above lr ({self.lr:g}): the schedule decays from "
                 f"lr to min_lr; lower --min-lr"
             )
         SplitFractions.parse(self.split)  # raises, saying what a split looks like
-        check_augment(self.augment, self.magnitude, self.auto_augment)
+        if self.time_budget is not None:
+            from effnet.train.plan import parse_duration
+
+            parse_duration(self.time_budget)
+        check_augment(self.preset, self.magnitude, self.auto_augment)
         _check_device(self.device)
         if self.progressive:
             from effnet.train.progressive import ProgressiveSchedule
@@ -325,6 +383,17 @@ class FinetuneConfig:
                     f"the progressive schedule sets RandAugment magnitudes, but augment is "
                     f"{self.augment!r}; use --augment medium or heavy (they include RandAugment)"
                 )
+
+    @property
+    def preset(self) -> str:
+        """The augmentation preset: ``augment``, or for ``auto`` the one the other augmentation
+        settings need (a RandAugment magnitude: medium; an auto-augment policy: light), else
+        none (what the plan chooses)."""
+        if self.augment != AUTO:
+            return self.augment
+        if self.magnitude is not None:
+            return "medium"
+        return "light" if self.auto_augment else "none"
 
     @property
     def run_dir(self) -> Path:
@@ -360,7 +429,8 @@ class TrainConfig(FinetuneConfig):
 
 
 _CHOICES: dict[str, tuple[str, ...]] = {
-    "augment": PRESETS,
+    "augment": (AUTO, *PRESETS),
+    "select_by": SELECT_BY,
     "head_augment": PRESETS,
     "balance": BALANCE,
     "amp": AMP,
@@ -403,6 +473,7 @@ _RANGES: dict[str, tuple[Callable[[Any], bool], str]] = {
     "early_stop": (lambda v: v >= 0, ">= 0 (0 = off)"),
     "batch_size": (lambda v: v >= 1, ">= 1"),
     "eval_batch_size": (lambda v: v >= 1, ">= 1"),
+    "bn_recalibrate_images": (lambda v: v >= 1, ">= 1"),
     "threads": (lambda v: v >= 0, ">= 0 (0 = leave torch's setting)"),
 }
 """Each numeric field's valid range; a field not listed takes any value of its type. Numbers
@@ -415,26 +486,40 @@ _WHAT = {bool: "true or false", int: "a whole number", float: "a number", str: "
 
 def _kind(hint: Any) -> tuple[type | None, bool]:
     """(bool/int/float/str/dict or None for anything else, whether None is allowed) of a
-    field's type hint."""
+    field's type hint. ``float | str`` is a number that may also be ``auto`` (the learning
+    rate): its kind is float."""
     args = typing.get_args(hint)
     optional = type(None) in args
     if typing.get_origin(hint) in (typing.Union, types.UnionType):
         rest = [a for a in args if a is not type(None)]
+        if set(rest) == {float, str}:
+            rest = [float]
         hint = rest[0] if len(rest) == 1 else None
     base = typing.get_origin(hint) or hint
     return (base if base in _WHAT else None), optional
 
 
+def _takes_auto(hint: Any) -> bool:
+    """Whether a field of this type hint may hold the text ``auto`` (``float | str``)."""
+    return str in typing.get_args(hint)
+
+
+PLANNED = ("image_size", "crop_pct", "epochs", "lr")
+"""The numeric fields whose unset value (None) means "planned"."""
+
+
 def _default(cls: type, name: str) -> Any:
     for f in dataclasses.fields(cls):
         if f.name == name:
+            if f.default is None and name in PLANNED:
+                return "planned"
             return f.default if f.default is not dataclasses.MISSING else "none"
     return "none"
 
 
 def _check_type(name: str, value: Any, hint: Any) -> None:
     kind, optional = _kind(hint)
-    if kind is None:
+    if kind is None or (value == AUTO and _takes_auto(hint)):
         return
     if value is None:
         if optional:
@@ -471,9 +556,14 @@ def _coerce(name: str, value: Any, hint: Any) -> Any:
     (``lr: yes`` would train at 1.0), a fraction never a count (``epochs: 2.5``). Numbers
     written as text (YAML reads ``1e-4`` as a string) and whole floats for counts (``2.0``) are
     what they say."""
-    kind, _ = _kind(hint)
+    kind, optional = _kind(hint)
     if value is None or kind is None:
         return value
+    if isinstance(value, str) and value.strip().lower() == AUTO and kind in (int, float):
+        if str in typing.get_args(hint):
+            return AUTO  # a learning rate found by a range test
+        if optional:
+            return None  # a size or count left to the plan
     if kind is bool:
         if isinstance(value, bool):
             return value

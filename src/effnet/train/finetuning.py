@@ -17,6 +17,7 @@ run.
 from __future__ import annotations
 
 import dataclasses
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -49,6 +50,7 @@ from effnet.train.distributed import DistContext, init_distributed, peer_failure
 from effnet.train.loop import EvalResult, resolve_amp
 from effnet.train.metrics import classification_report
 from effnet.train.phases import phase_full, phase_head, recalibrate_bn
+from effnet.train.plan import needs_plan, plan_run
 from effnet.train.run import Run, build_model, score, weights_source
 from effnet.train.trackers import check_trackers, open_trackers
 
@@ -203,19 +205,54 @@ def _run(
         fast_malloc(),
         claim_run_dir(run_dir, resume=resume, overwrite=overwrite, main=ctx.is_main) as state,
     ):
-        run = _prepare_run(config, ctx, state, amp)
-        c, timings = run.config, {}
+        run, timings = _prepare_run(config, ctx, state, amp, wall, plan=not resume)
+        c = run.config
         if c.bn_recalibrate and state.phase == "":
             timings["bn_recalibrate_seconds"] = recalibrate_bn(run)
         if c.head_epochs and state.done("head", c.head_epochs) < c.head_epochs:
             timings.update(phase_head(run, state))
+        if c.epochs and c.lr == "auto":
+            run, timings["lr_find_seconds"] = _find_lr(run)
         if c.epochs:
             timings.update(phase_full(run, state, on_step))
         result = _finish(run, state, timings, wall)
         result.timings["wall_seconds"] = round(time.perf_counter() - wall, 2)
         if run.ctx.is_main:
             write_json(run.run_dir / "report.json", {**result.report, "timings": result.timings})
+        run.log(_summary(result))
     return result
+
+
+def _find_lr(run: Run) -> tuple[Run, float]:
+    """Phase 2's learning rate from a range test (``lr: auto``), saved in the run's config."""
+    from effnet.train.lr_find import find_lr
+
+    start = time.perf_counter()
+    found = find_lr(run)
+    run = dataclasses.replace(run, config=dataclasses.replace(run.config, lr=found.lr))
+    if run.ctx.is_main:
+        save_config(run.config, run.run_dir / "config.yaml")
+        write_json(run.run_dir / "lr_find.json", found.to_dict())
+    return run, round(time.perf_counter() - start, 2)
+
+
+def _summary(result: FinetuneResult) -> str:
+    """The end-of-run lines: test accuracy and balanced accuracy, then where the time went."""
+    t, test = result.timings, result.report.get("test")
+    lines = []
+    if test:
+        lines.append(
+            f"result: test accuracy {test['accuracy']:.4f}, balanced accuracy "
+            f"{test['balanced_accuracy']:.4f}, macro-F1 {test['macro_f1']:.4f} "
+            f"({test['num_samples']} images)"
+        )
+    passes = [(k.removesuffix("_seconds"), v) for k, v in t.items() if k.endswith("_seconds")]
+    lines.append(
+        "time: "
+        + ", ".join(f"{k.replace('_', ' ')} {v:.0f}s" for k, v in passes if k != "wall")
+        + f"; wall {t.get('wall_seconds', 0.0) / 60:.1f} min"
+    )
+    return "\n".join(lines)
 
 
 def _check_before_work(
@@ -232,13 +269,19 @@ def _check_before_work(
     check_trackers(config)  # a missing tracker package: one line, before the run directory
     amp = resolve_amp(config.amp, ctx.device)
     run_dir = config.run_dir
-    spec = get_spec(config.model)  # an unknown name says which names are near
-    if config.freeze_stages > len(spec.stages):
+    if config.model != "auto":  # auto: chosen by the plan among the models with weights here
+        spec = get_spec(config.model)  # an unknown name says which names are near
+        if config.freeze_stages > len(spec.stages):
+            raise ConfigError(
+                f"freeze_stages must be in 0..{len(spec.stages)} ({config.model} has "
+                f"{len(spec.stages)} stages), got {config.freeze_stages}"
+            )
+        resolve_weights(config.model, weights_source(config))  # a tag or file not there
+    elif config.weights not in ("default", "none"):
         raise ConfigError(
-            f"freeze_stages must be in 0..{len(spec.stages)} ({config.model} has "
-            f"{len(spec.stages)} stages), got {config.freeze_stages}"
+            f"--model auto chooses among catalogued weights; with --weights {config.weights} "
+            f"name the model those weights are for (--model NAME)"
         )
-    resolve_weights(config.model, weights_source(config))  # a tag or file that is not there
     data = Path(config.data).expanduser()
     if data.is_dir() and run_dir.resolve().is_relative_to(data.resolve()):
         raise ConfigError(
@@ -257,10 +300,19 @@ def _check_before_work(
 
 
 def _prepare_run(
-    config: FinetuneConfig, ctx: DistContext, state: RunState, amp: torch.dtype | None
-) -> Run:
+    config: FinetuneConfig,
+    ctx: DistContext,
+    state: RunState,
+    amp: torch.dtype | None,
+    started: float,
+    *,
+    plan: bool,
+) -> tuple[Run, dict[str, float]]:
+    """Read the data, plan what the config leaves to the plan (a new run), build the model and
+    write the run's config and split record; returns the run and the timings so far."""
     run_dir = config.run_dir
     torch.manual_seed(config.seed)
+    timings: dict[str, float] = {}
     data = load_source(
         config.data,
         label_mode=config.label_mode,
@@ -269,6 +321,15 @@ def _prepare_run(
         keep_images=config.cache_images,  # decoded once, here, before any loader worker forks
         progress=config.progress and ctx.is_main,
     )
+    timings["scan_seconds"] = round(time.perf_counter() - started, 2)
+    the_plan = None
+    if plan and needs_plan(config):
+        start = time.perf_counter()
+        config, the_plan = plan_run(config, data, ctx.device, started, _log_main(ctx))
+        amp = resolve_amp(config.amp, ctx.device)
+        timings["plan_seconds"] = round(time.perf_counter() - start, 2)
+    elif state.full_epochs is not None:  # the budget changed phase 2's length: keep to it
+        config = dataclasses.replace(config, epochs=state.full_epochs)
     model = build_model(config, data)
     if state.model is not None:  # the run state's weights: what the last committed epoch left
         model.load_state_dict(state.model)
@@ -280,9 +341,11 @@ def _prepare_run(
     writer = None
     if ctx.is_main:
         save_config(config, run_dir / "config.yaml")
+        if the_plan is not None:
+            write_json(run_dir / "plan.json", the_plan.to_dict())
         write_data_record(run_dir, data)
         writer = open_trackers(config, run_dir)
-    run = Run(config, ctx, run_dir, data, model, amp, data.images, writer)
+    run = Run(config, ctx, run_dir, data, model, amp, data.images, writer, the_plan, started)
     d = data
     command = "train" if isinstance(config, TrainConfig) else "finetune"
     weights = {"default": "pretrained weights", "none": "random init"}.get(
@@ -295,7 +358,15 @@ def _prepare_run(
         f"{model.preprocess.input_size}px; run dir {run_dir}"
         + (f"; resumed after {state.phase} epoch {state.epoch}" if state.phase else "")
     )
-    return run
+    return run, timings
+
+
+def _log_main(ctx: DistContext) -> Callable[[str], None]:
+    def log(message: str) -> None:
+        if ctx.is_main:
+            logging.getLogger("effnet.train").info(message)
+
+    return log
 
 
 def _finish(run: Run, state: RunState, timings: dict[str, float], started: float) -> FinetuneResult:
@@ -311,11 +382,14 @@ def _finish(run: Run, state: RunState, timings: dict[str, float], started: float
         "data": run.data.to_dict() | {"split": None},
         "num_skipped_images": run.data.num_skipped,
         "best_epoch": state.best_epoch or "last",
+        "selected_by": c.select_by,
         "image_size": run.model.preprocess.input_size,
     }
     test = None
     if run.data.test is not None:
+        start = time.perf_counter()
         test = score(run, run.model, run.data.test, tta=c.tta)
+        timings["test_seconds"] = round(time.perf_counter() - start, 2)
         report["test"] = classification_report(test.targets, test.preds, run.data.classes)
         report["test"]["loss"] = test.loss
         t = report["test"]

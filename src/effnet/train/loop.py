@@ -68,6 +68,15 @@ class EvalResult:
     def preds(self) -> torch.Tensor:
         return self.logits.argmax(1)
 
+    @classmethod
+    def of(cls, logits: torch.Tensor, targets: torch.Tensor, seconds: float) -> EvalResult:
+        """Mean cross-entropy and accuracy of ``logits`` for ``targets``."""
+        if not len(targets):
+            return cls(float("nan"), float("nan"), logits, targets, seconds)
+        loss = F.cross_entropy(logits, targets).item()
+        acc = (logits.argmax(1) == targets).float().mean().item()
+        return cls(loss, acc, logits, targets, seconds)
+
 
 @dataclass
 class TrainSetup:
@@ -299,9 +308,9 @@ def evaluate(
     view = None
     if tta and outputs.shape[1]:
         outputs, view = outputs.tensor_split(2, dim=1)
-    loss = F.cross_entropy(outputs, targets).item() if len(targets) else float("nan")
-    acc = (outputs.argmax(1) == targets).float().mean().item() if len(targets) else float("nan")
-    return EvalResult(loss, acc, outputs, targets, time.perf_counter() - start, view)
+    result = EvalResult.of(outputs, targets, time.perf_counter() - start)
+    result.view_logits = view
+    return result
 
 
 @torch.no_grad()

@@ -9,6 +9,7 @@ one exception: it trains the classifier alone, batch for batch on what the image
 from __future__ import annotations
 
 import time
+from collections.abc import Iterator
 from dataclasses import dataclass
 from typing import Any
 
@@ -18,14 +19,23 @@ from torch import nn
 from effnet.data import MixupCutmix, is_deterministic, train_transform
 from effnet.errors import ConfigError
 from effnet.layers import DropPath
+from effnet.model import EfficientNet
 from effnet.train.checkpoint import RunState
-from effnet.train.config import FinetuneConfig
+from effnet.train.config import FinetuneConfig, save_config
 from effnet.train.ema import ModelEma
 from effnet.train.loaders import epoch_seed, make_loader, optimizer_steps
-from effnet.train.loop import Epoch, EpochStats, TrainSetup, extract_features, fit
+from effnet.train.loop import Epoch, EpochStats, EvalResult, TrainSetup, extract_features, fit
 from effnet.train.optim import build_optimizer, build_scheduler, layer_decay_scales
+from effnet.train.plan import adapted_epochs
 from effnet.train.progressive import ProgressiveSchedule
-from effnet.train.run import Run, end_epoch, freeze_backbone, freeze_early_stages, make_loss
+from effnet.train.run import (
+    Run,
+    end_epoch,
+    freeze_backbone,
+    freeze_early_stages,
+    inference_copy,
+    make_loss,
+)
 from effnet.train.syncbn import convert_sync_batchnorm
 
 __all__ = ["EpochKnobs", "epoch_knobs", "phase_full", "phase_head", "recalibrate_bn"]
@@ -41,6 +51,12 @@ def recalibrate_bn(run: Run) -> float:
     in phase 1 then sees shifted features and the loss jumps when phase 2 starts. Measuring the
     statistics on the target data first (no weight changes) makes both phases see the same
     features. Deterministic: the eval-style transform and a seeded order.
+
+    The statistics are means over images, so a seeded random sample of
+    ``config.bn_recalibrate_images`` of them (all when there are fewer) estimates them to a
+    fraction of a percent; a pass in train mode costs about twice the fused model's inference
+    (BatchNorm computes its statistics instead of being folded away), so the sample keeps
+    this step well under one inference pass over the data.
     """
     c, model, ctx = run.config, run.model, run.ctx
     start = time.perf_counter()
@@ -53,7 +69,7 @@ def recalibrate_bn(run: Run) -> float:
     for bn in bns:
         bn.reset_running_stats()
     # A fixed shuffle so batches mix classes, and momentum n_batch / n_seen so every image
-    # weighs the same: the running means become the exact dataset means.
+    # weighs the same: the running means become the exact means over the images seen.
     loader = make_loader(
         run.data.train,
         train_transform(model.preprocess, "none"),
@@ -63,10 +79,14 @@ def recalibrate_bn(run: Run) -> float:
         workers=c.workers,
         images=run.images,
         whole_epoch=True,
+        progress=c.progress,
     )
+    wanted = -(c.bn_recalibrate_images // -ctx.world_size)  # this rank's share
     seen = 0
     for images, _ in loader:
-        images = images.to(ctx.device)
+        if seen >= wanted:
+            break
+        images = images[: wanted - seen].to(ctx.device)
         if c.channels_last:
             images = images.contiguous(memory_format=torch.channels_last)
         seen += images.shape[0]
@@ -85,7 +105,10 @@ def recalibrate_bn(run: Run) -> float:
         bn.momentum = momentum
     model.eval()
     seconds = round(time.perf_counter() - start, 2)
-    run.log(f"recalibrated {len(bns)} BatchNorm layers on the training images ({seconds:.1f}s)")
+    run.log(
+        f"recalibrated {len(bns)} BatchNorm layers on {seen * ctx.world_size} of "
+        f"{len(run.data.train)} training images ({seconds:.1f}s)"
+    )
     return seconds
 
 
@@ -110,13 +133,16 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
     state.restore("head", setup, None)
     loss_fn = make_loss(c, run.data, ctx.device, mixing=False)
     cached = c.cache_features and is_deterministic(c.head_augment) and not ctx.enabled
+    timings: dict[str, float] = {"head_cached_features": float(cached)}
     start = time.perf_counter()
     epochs = range(state.done("head", c.head_epochs), c.head_epochs)
+    val_features: tuple[torch.Tensor, torch.Tensor] | None = None
 
     def end(epoch: int, stats: EpochStats) -> bool:
         state.capture("head", epoch, setup, model)  # the whole model: resume starts from it
         row = {"phase": "head", "epoch": epoch + 1, "lr": c.head_lr}
-        end_epoch(run, state, row, stats, model)
+        val = None if val_features is None else _head_scores(model, *val_features)
+        end_epoch(run, state, row, stats, model, val=val)
         return False
 
     def plan(epoch: int) -> Epoch:
@@ -125,18 +151,20 @@ def phase_head(run: Run, state: RunState) -> dict[str, float]:
         loader = _train_loader(run, transform, seed)
         return Epoch(loader, loss_fn, seed, desc=f"head {epoch + 1}/{c.head_epochs}")
 
-    if cached:
-        features, labels = _head_features(run)
+    if cached and len(epochs):
+        # one pass over each split: the frozen backbone's features never change in phase 1
+        features, labels = _head_features(run, run.data.train, "train")
+        if run.data.val is not None:
+            val_features = _head_features(run, run.data.val, "val")
+        timings["features_seconds"] = round(time.perf_counter() - start, 2)
         for epoch in epochs:
             seed = epoch_seed(c.seed, "head", epoch)
             torch.manual_seed(seed)
             end(epoch, _head_epoch_cached(run, optimizer, loss_fn, features, labels, seed))
     else:
         fit(setup, epochs, plan, end)
-    return {
-        "head_seconds": round(time.perf_counter() - start, 2),
-        "head_cached_features": float(cached),
-    }
+    timings["head_seconds"] = round(time.perf_counter() - start, 2)
+    return timings
 
 
 def _train_loader(run: Run, transform: Any, seed: int) -> Any:
@@ -153,28 +181,42 @@ def _train_loader(run: Run, transform: Any, seed: int) -> Any:
     )
 
 
-def _head_features(run: Run) -> tuple[torch.Tensor, torch.Tensor]:
-    """The frozen backbone's pooled features of every training image, in dataset order: the
-    transform the uncached path would use, computed once."""
+def _head_features(run: Run, part: Any, name: str) -> tuple[torch.Tensor, torch.Tensor]:
+    """The frozen backbone's pooled features of every image of ``part``, in dataset order,
+    through the fused inference copy: the view the uncached path would train on (the eval view
+    at the training size), computed once."""
     c, start = run.config, time.perf_counter()
     loader = make_loader(
-        run.data.train,
+        part,
         train_transform(run.model.preprocess, "none"),
         run.ctx,
         batch_size=c.eval_batch_size,
         workers=c.workers,
         images=run.images,
+        progress=c.progress,
     )
     features, labels = extract_features(
-        run.model,
+        inference_copy(run.model, c.channels_last),
         loader,
         run.ctx,
         amp_dtype=run.amp_dtype,
         channels_last=c.channels_last,
         progress=c.progress,
     )
-    run.log(f"head: cached {len(labels)} feature vectors in {time.perf_counter() - start:.1f}s")
+    seconds = time.perf_counter() - start
+    run.log(
+        f"head: {len(labels)} {name} feature vectors in {seconds:.1f}s "
+        f"({len(labels) / max(seconds, 1e-9):.0f} img/s)"
+    )
     return features, labels
+
+
+@torch.no_grad()
+def _head_scores(model: EfficientNet, features: torch.Tensor, labels: torch.Tensor) -> EvalResult:
+    """The head's validation result on cached features: what scoring the whole model gives."""
+    start = time.perf_counter()
+    logits = model.classifier(features.to(next(model.classifier.parameters()).device)).float()
+    return EvalResult.of(logits.cpu(), labels, time.perf_counter() - start)
 
 
 def _head_epoch_cached(
@@ -332,12 +374,15 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
 
     def end(epoch: int, stats: EpochStats) -> bool:
         assert setup.scheduler is not None
+        adapted = epoch == 0 and _fit_budget(run, state, setup, stats)
         state.capture("full", epoch, setup, model)
         # the peak rate: with --layer-decay the groups run from the stem's rate up to this
         row = {"phase": "full", "epoch": epoch + 1, "lr": max(setup.scheduler.get_last_lr())}
         if schedule is not None:
             row["size"] = epoch_knobs(c, schedule, epoch).size
         end_epoch(run, state, row, stats, setup.ema.module if setup.ema else model)
+        if adapted and run.ctx.is_main:  # after the checkpoint that holds the new length
+            save_config(c, run.run_dir / "config.yaml")
         stop = (
             bool(c.early_stop) and run.data.val is not None and state.stale_epochs >= c.early_stop
         )
@@ -348,8 +393,38 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
             )
         return stop
 
+    def epochs() -> Iterator[int]:  # read as it goes: the time budget may change the length
+        epoch = first
+        while epoch < c.epochs:
+            yield epoch
+            epoch += 1
+
     start = time.perf_counter()
-    fit(setup, range(first, c.epochs), plan, end)
+    fit(setup, epochs(), plan, end)
     if setup.ema is not None:
         model.load_state_dict(setup.ema.module.state_dict())
     return {"full_seconds": round(time.perf_counter() - start, 2)}
+
+
+def _fit_budget(run: Run, state: RunState, setup: TrainSetup, stats: EpochStats) -> bool:
+    """After phase 2's first epoch of a run with a time budget: the epochs that fit what is
+    left of it at the speed just measured (:func:`effnet.train.plan.adapted_epochs`). A new
+    length rebuilds the learning-rate schedule over it (the first epoch was the warmup, which
+    does not depend on the length) and is kept in ``state``. Returns whether it changed."""
+    c, plan = run.config, run.plan
+    if plan is None or plan.budget_seconds is None:
+        return False
+    elapsed = time.perf_counter() - run.started
+    epochs = adapted_epochs(plan, c, elapsed, stats.seconds)
+    if epochs == c.epochs:
+        return False
+    run.log(
+        f"time budget: the first epoch took {stats.seconds:.0f}s after {elapsed:.0f}s in all; "
+        f"{epochs} epochs fit what is left of {plan.budget_seconds:.0f}s (planned {c.epochs})"
+    )
+    c.epochs = state.full_epochs = epochs
+    assert setup.scheduler is not None
+    per_epoch = optimizer_steps(_train_loader(run, None, 0), c.accum_steps)
+    fresh = build_scheduler(setup.optimizer, c, per_epoch)
+    setup.scheduler.lr_lambdas = fresh.lr_lambdas
+    return True

