@@ -117,7 +117,7 @@ def test_the_recipe_follows_the_data() -> None:
     assert balanced.image_size == 64 and balanced.crop_pct == 1.0 and balanced.lr == 1e-3
     assert any("grayscale" in r for r in balanced.reasons)
     skewed = make_plan("m", profile(counts=(1500, 300, 100)), {}, 224)
-    assert (skewed.balance, skewed.select_by) == ("loss", "balanced_accuracy")
+    assert (skewed.balance, skewed.select_by) == ("logit", "balanced_accuracy")
     assert any("15.0:1" in r for r in skewed.reasons)
     long = make_plan("m", profile(), SPEEDS, 224, budget_seconds=20_000)
     assert long.progressive is not None and long.progressive.endswith(":224")

@@ -39,7 +39,7 @@ __all__ = [
     "setting",
 ]
 
-BALANCE = ("auto", "none", "sampler", "loss")
+BALANCE = ("auto", "none", "sampler", "loss", "logit")
 AMP = ("auto", "none", "bf16", "fp16")
 SELECT_BY = ("auto", "accuracy", "balanced_accuracy", "macro_f1", "loss")
 AUTO = "auto"
@@ -244,8 +244,9 @@ class FinetuneConfig:
     label_smoothing: float = setting(0.1, "label smoothing of the cross-entropy", group=AUGMENT)
     balance: str = setting(
         "auto",
-        "none | sampler (class-balanced sampling) | loss (class weights); auto: loss when the "
-        "largest class has twice the images of the smallest",
+        "none | sampler (class-balanced sampling) | loss (class weights) | logit (logit-adjusted "
+        "loss: log class priors added to the logits in training, Menon et al. 2021); auto: "
+        "logit when the largest class has twice the images of the smallest",
         group=DATA,
     )
     select_by: str = setting(

@@ -529,12 +529,13 @@ def _recipe(profile: DataProfile, pinned: dict[str, Any], reasons: list[str]) ->
     if "crop_pct" not in pinned:
         reasons.append("the whole picture (crop_pct 1.0): a center crop can cut away its border")
     unbalanced = profile.imbalance >= 2.0
-    out["balance"] = pinned.get("balance", "loss" if unbalanced else "none")
+    out["balance"] = pinned.get("balance", "logit" if unbalanced else "none")
     out["select_by"] = pinned.get("select_by", "balanced_accuracy" if unbalanced else "accuracy")
     if unbalanced and ("balance" not in pinned or "select_by" not in pinned):
         reasons.append(
-            f"classes are unbalanced ({profile.imbalance:.1f}:1): class-weighted loss, and the "
-            f"best epoch is chosen by balanced accuracy"
+            f"classes are unbalanced ({profile.imbalance:.1f}:1): logit-adjusted loss (the class "
+            f"priors added to the logits in training), and the best epoch is chosen by "
+            f"balanced accuracy"
         )
     if profile.grayscale:
         reasons.append("grayscale pictures: fed to the RGB stem as three equal channels")

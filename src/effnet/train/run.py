@@ -115,12 +115,23 @@ def build_model(config: FinetuneConfig, data: SourceSplits) -> EfficientNet:
 def make_loss(
     config: FinetuneConfig, data: SourceSplits, device: torch.device, mixing: bool
 ) -> Callable[[torch.Tensor, torch.Tensor], torch.Tensor]:
+    """Cross-entropy with label smoothing and the config's class balancing: ``loss`` weights
+    each class by its inverse frequency; ``logit`` adds the log of the class priors to the
+    logits in training only (logit adjustment), so the model's own logits come out as if the
+    classes were balanced, with the gradients of unweighted cross-entropy."""
     weights = None
+    shift = None
+    counts = data.train.class_counts
     if config.balance == "loss":
-        weights = class_weights(data.train.class_counts).to(device)
+        weights = class_weights(counts).to(device)
+    elif config.balance == "logit":
+        prior = torch.tensor(counts, dtype=torch.float32).clamp_min(1)
+        shift = (prior / prior.sum()).log().to(device)
     smoothing = 0.0 if mixing else config.label_smoothing  # mixup targets are smoothed already
 
     def loss(logits: torch.Tensor, targets: torch.Tensor) -> torch.Tensor:
+        if shift is not None:
+            logits = logits + shift
         return F.cross_entropy(logits, targets, weight=weights, label_smoothing=smoothing)
 
     return loss
