@@ -16,7 +16,7 @@ import sys
 from collections.abc import Sequence
 
 from effnet import __version__
-from effnet.cli import hub, lab, models, perf, report, train, weights
+from effnet.cli import lab, models, perf, report, train, weights
 from effnet.cli.flags import HelpFormatter, add_command, parser_text
 from effnet.cli.output import logging_to_stderr
 from effnet.errors import ConfigError, EffnetError
@@ -24,7 +24,7 @@ from effnet.host import fast_malloc
 from effnet.train.distributed import record_failure
 
 # Each module adds its subcommands; a subcommand stores its handler as ``func``.
-_COMMAND_MODULES = (models, weights, train, perf, lab, report, hub)
+_COMMAND_MODULES = (models, weights, train, perf, lab, report)
 
 
 def build_parser() -> argparse.ArgumentParser:
