@@ -41,13 +41,17 @@ def show_progress(args: argparse.Namespace) -> bool:
     return not quiet and sys.stderr.isatty()
 
 
-def print_json(data: Any) -> None:
+def print_json(data: Any, code: int = 0) -> int:
+    """``data`` on stdout as JSON (dataclasses as dicts); returns ``code``, the command's exit
+    code."""
+
     def default(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
             return dataclasses.asdict(obj)
         raise TypeError(f"cannot serialise {type(obj).__name__}")
 
     print(json.dumps(data, indent=2, default=default))
+    return code
 
 
 def format_table(headers: Sequence[str], rows: Sequence[Sequence[Any]]) -> str:
