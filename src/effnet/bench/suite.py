@@ -164,7 +164,7 @@ def bench(
         memory: ``"subprocess"`` (default): each runner's peak resident memory measured alone
             in a fresh process (see :mod:`effnet.bench.memprobe`; registered names only);
             ``"inline"``/True: growth during the first call in this process (cheap, but the
-            allocator's reuse of freed memory can hide part of it); False: none.
+            allocator's reuse of freed memory can hide part of it); False or ``"off"``: none.
     """
     from tqdm.auto import tqdm
 

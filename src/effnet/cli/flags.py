@@ -124,3 +124,19 @@ def given(args: argparse.Namespace, cls: type, skip: tuple[str, ...] = ()) -> di
 def built(cls: type, args: argparse.Namespace) -> Any:
     """``cls`` (a dataclass of settings) from the flags given, its defaults for the rest."""
     return cls(**given(args, cls))
+
+
+def ints(text: str) -> list[int]:
+    """An argparse type: comma-separated whole numbers >= 1 (``--batch 1,32``)."""
+    try:
+        values = [int(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or min(values) < 1:
+        raise argparse.ArgumentTypeError(f"expected positive numbers like '1,32', got {text!r}")
+    return values
+
+
+def names(text: str) -> list[str]:
+    """An argparse type: comma-separated names (``--runtime eager,onnx``)."""
+    return [v.strip() for v in text.split(",") if v.strip()]

@@ -6,23 +6,9 @@ import argparse
 import sys
 from pathlib import Path
 
-from effnet.cli.flags import add_command, call
+from effnet.cli.flags import add_command, call, ints, names
 from effnet.cli.output import format_table, print_json, show_progress
 from effnet.errors import ConfigError
-
-
-def _ints(text: str) -> list[int]:
-    try:
-        values = [int(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or min(values) < 1:
-        raise argparse.ArgumentTypeError(f"expected positive numbers like '1,32', got {text!r}")
-    return values
-
-
-def _names(text: str) -> list[str]:
-    return [v.strip() for v in text.split(",") if v.strip()]
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -49,10 +35,10 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
 
     p = add_command(sub, cmd_bench)
     p.add_argument("models", nargs="*", default=["efficientnet_b0"], help="variant names")
-    p.add_argument("--batch", dest="batches", type=_ints, default=[1, 32], help="e.g. 1,32")
-    p.add_argument("--res", dest="resolutions", type=_ints, help="(default: each model's own)")
+    p.add_argument("--batch", dest="batches", type=ints, default=[1, 32], help="e.g. 1,32")
+    p.add_argument("--res", dest="resolutions", type=ints, help="(default: each model's own)")
     runtimes = "eager,optimized,onnx"
-    p.add_argument("--runtime", dest="runtimes", type=_names, default=_names(runtimes),
+    p.add_argument("--runtime", dest="runtimes", type=names, default=names(runtimes),
                    help=f"effnet.bench.EFFNET_RUNTIMES (default {runtimes})")  # fmt: skip
     p.add_argument("--peers", action="store_true", help="time timm's and torchvision's too")
     p.add_argument("--memory", choices=("subprocess", "inline", "off"), default="subprocess",
@@ -68,7 +54,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--batch", type=int, default=1, help="images per call (default 1)")
     p.add_argument("--runtime", default="onnx", help="an effnet bench runtime (default onnx)")
     p.add_argument("--min-top1", type=float, help="ignore variants below this top-1 (%%)")
-    p.add_argument("--models", dest="candidates", type=_names, help="(default: all with a top-1)")
+    p.add_argument("--models", dest="candidates", type=names, help="(default: all with a top-1)")
     p.add_argument("--res", dest="resolution", type=int, help="measure all at this size")
     p.add_argument("--threads", dest="num_threads", type=int, help="intra-op threads")
     p.add_argument("--plot", type=Path, help="also draw the Pareto front to this PNG")
@@ -102,8 +88,7 @@ def cmd_export(args: argparse.Namespace) -> int:
     result = call(export_source, args, int8=int8)
     code = 3 if "int8_refused" in result.extra else 0
     if args.json:
-        print_json(result.to_dict())
-        return code
+        return print_json(result.to_dict(), code)
     print("\n".join(result.describe()))
     if code:
         print(f"effnet export: {result.extra['int8_refused']}", file=sys.stderr)
@@ -119,11 +104,9 @@ def cmd_bench(args: argparse.Namespace) -> int:
     """
     from effnet.bench import bench
 
-    memory = False if args.memory == "off" else args.memory
-    report = call(bench, args, memory=memory, progress=show_progress(args))
+    report = call(bench, args, progress=show_progress(args))  # --memory off: none measured
     if args.json:
-        print_json(report.to_dict())
-        return 0
+        return print_json(report.to_dict())
     cpu = report.environment["cpu"]
     print(f"{cpu['model']}, {cpu['usable_cores']} cores, threads={args.num_threads}")
     print(format_table(*report.table()))
@@ -145,8 +128,7 @@ def cmd_choose(args: argparse.Namespace) -> int:
 
     choice = call(choose, args, plot=args.plot or None, progress=show_progress(args))
     if args.json:
-        print_json(choice.to_dict())
-        return 0 if choice.best else 1
+        return print_json(choice.to_dict(), 0 if choice.best else 1)
     print(choice.headline())
     print(format_table(*choice.table()))
     print("\n".join(choice.notes + choice.summary()))
