@@ -8,7 +8,8 @@ forward pass on the ``meta`` device, so even EfficientNet-L2 at 800 px costs not
 
 from __future__ import annotations
 
-from dataclasses import dataclass, field
+from dataclasses import astuple, dataclass, field
+from typing import Any
 
 import torch
 from torch import nn
@@ -16,6 +17,7 @@ from torch import nn
 from effnet.errors import ConfigError
 from effnet.layers import GlobalPool, SqueezeExcite
 from effnet.model import EfficientNet, input_size
+from effnet.registry import get_spec, list_models
 from effnet.scaling import PAPER, Coefficients, multipliers
 from effnet.specs import BASES, VARIANTS, ModelSpec, check_input_size, compound, variant_spec
 
@@ -24,11 +26,16 @@ __all__ = [
     "LadderRow",
     "PartCost",
     "StageRow",
+    "Table",
     "count_params",
     "describe",
     "ladder",
+    "ladder_tables",
+    "ladders",
     "profile",
     "profile_spec",
+    "stage_table",
+    "variant_costs",
 ]
 
 
@@ -224,6 +231,39 @@ def ladder(
     return rows
 
 
+def ladders(
+    phis: list[float], mode: str = "both", coeffs: Coefficients = PAPER, base: str = "efficientnet"
+) -> dict[str, list[LadderRow]]:
+    """``effnet scale``: the :func:`ladder` of ``base`` (any model name or base) from the
+    published table, the formula or ``"both"``, by mode. The table exists for the paper's
+    coefficients and family only, and for whole phi in 0..7; a mode with no usable phi is left
+    out."""
+    base_spec = get_spec(base)
+    modes = ("table", "formula") if mode == "both" else (mode,)
+    if "table" in modes and (coeffs != PAPER or base != "efficientnet"):
+        modes = ("formula",)  # the published table only exists for the paper's family
+    result = {}
+    for m in modes:
+        usable = [p for p in phis if m == "formula" or (p == int(p) and 0 <= p <= 7)]
+        if usable:
+            result[m] = ladder(usable, m, coeffs, base_spec)
+    return result
+
+
+def variant_costs(pattern: str = "*") -> list[dict[str, Any]]:
+    """``effnet list``: name, parameters, GMACs and resolution of every registered name that
+    matches the shell ``pattern``; none is an error."""
+    rows = []
+    for name in list_models(pattern):
+        spec = get_spec(name)
+        cost = profile_spec(spec)
+        rows.append(dict(name=name, params=cost.params, gmacs=round(cost.gmacs, 3),
+                         resolution=spec.resolution))  # fmt: skip
+    if not rows:
+        raise ConfigError(f"no model matches {pattern!r}; try 'effnet list' for all of them")
+    return rows
+
+
 @dataclass
 class StageRow:
     """One row of ``effnet info``: a stage (or the stem/head) and what it costs."""
@@ -286,3 +326,40 @@ def describe(spec: ModelSpec, resolution: int | None = None) -> tuple[list[Stage
     num_out = parts["classifier"].out_shape[0] if parts["classifier"].out_shape else 0
     rows.append(row("pool", "avgpool+fc", 1, 1, 1, num_out, 1, "dropout", "classifier"))
     return rows, cost
+
+
+Table = tuple[list[str], list[list[Any]]]
+"""Column headers and rows, as ``effnet info`` and ``effnet scale`` print them."""
+
+
+def stage_table(spec: ModelSpec, rows: list[StageRow], cost: Cost) -> tuple[str, Table]:
+    """``effnet info``: a headline (cost, activation, padding, dropout) and the stage table of
+    :func:`describe`'s rows."""
+    headline = (
+        f"{spec.name}: {cost.params:,} parameters, {cost.gmacs:.3f} GMACs at "
+        f"{cost.resolution}x{cost.resolution}, {spec.activation}, padding={spec.padding}, "
+        f"dropout {spec.dropout}, drop-path {spec.drop_path_rate}"
+    )
+    headers = ["part", "block", "k", "stride", "expand", "channels", "repeats", "params"]
+    cells = [[*astuple(r)[:8], r.macs / 1e6, r.output] for r in rows]
+    return headline, ([*headers, "MACs (M)", "output"], cells)
+
+
+def ladder_tables(
+    ladders_by_mode: dict[str, list[LadderRow]], coeffs: Coefficients, base: str
+) -> list[tuple[str, Table]]:
+    """``effnet scale``: each ladder of :func:`ladders` under a heading that says what it
+    follows (the published table, or the formula from ``base``) and the target it meets."""
+    c = coeffs
+    headers = ["phi", "model", "d", "w", "r", "params", "GMACs", "x phi=0", "target"]
+    out = []
+    for mode, rows in ladders_by_mode.items():
+        heading = (
+            "Published variants (B0-B7, hand-rounded table); target = 2^phi"
+            if mode == "table"
+            else f"Formula from {base}: d = {c.alpha}^phi, w = {c.beta}^phi, r = "
+            f"{c.gamma}^phi; target = (alpha*beta^2*gamma^2 = {c.flops_factor:.3f})^phi"
+        )
+        cells = [[f"{r.phi:g}", *astuple(r)[1:6], *astuple(r)[7:]] for r in rows]
+        out.append((heading, (headers, cells)))
+    return out
