@@ -14,6 +14,7 @@ from collections.abc import Callable
 from effnet.cli.flags import add_command, add_flags, call, given
 from effnet.cli.output import print_json, show_progress
 from effnet.errors import ConfigError
+from effnet.report.text import evaluation_lines
 from effnet.train.config import OUTPUT, FinetuneConfig, TrainConfig, load_config, merge_config
 from effnet.train.evaluation import SPLITS, evaluate_checkpoint
 from effnet.train.finetuning import FinetuneResult, finetune, resume, train
@@ -26,12 +27,9 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         p = add_command(sub, handler)
         p.add_argument("--config", help="YAML file of config keys (flags override it)")
         p.add_argument("--resume", metavar="RUN_DIR", help="continue an interrupted run")
-        p.add_argument(
-            "--overwrite",
-            action="store_true",
-            help="start over in a run directory that holds another run (its files are deleted); "
-            "without it such a directory is refused",
-        )
+        p.add_argument("--overwrite", action="store_true", help="start over in a run directory "
+                       "that holds another run (its files are deleted); without it such a "
+                       "directory is refused")  # fmt: skip
         groups = add_flags(p, cls, _SKIP)
         groups[OUTPUT].add_argument(
             "--json", action="store_true", help="print a JSON summary at the end (run dir, test "
@@ -102,12 +100,11 @@ def _run(args: argparse.Namespace, cls: type, workflow: Callable[..., FinetuneRe
     if os.environ.get("RANK", "0") != "0":
         return 0
     if args.json:
-        print_json(result.summary())
-    else:
-        print(f"\nrun directory: {result.run_dir}")
-        for name, path in result.files.items():
-            print(f"  {name:>9}: {path}")
-        print(f"  checkpoint: {result.best_checkpoint}")
+        return print_json(result.summary())
+    print(f"\nrun directory: {result.run_dir}")
+    for name, path in result.files.items():
+        print(f"  {name:>9}: {path}")
+    print(f"  checkpoint: {result.best_checkpoint}")
     return 0
 
 
@@ -123,28 +120,8 @@ def cmd_evaluate(args: argparse.Namespace) -> int:
     """
     report = call(evaluate_checkpoint, args, progress=show_progress(args))
     if args.json:
-        print_json(report)
-        return 0
-    print(
-        f"{report['data']} ({report['split']}, {report['num_samples']} images): accuracy "
-        f"{report['accuracy']:.4f}, balanced accuracy {report['balanced_accuracy']:.4f}, "
-        f"macro-F1 {report['macro_f1']:.4f}"
-    )
-    for name, row in report["per_class"].items():
-        print(
-            f"  {name:>12}: precision {row['precision']:.3f}  recall {row['recall']:.3f}  "
-            f"support {row['support']}"
-        )
-    cal = report["calibration"]
-    stored = cal["temperature"]
-    print(
-        f"calibration: ECE {cal['ece']:.4f}"
-        + (
-            f", {cal['ece_calibrated']:.4f} with the temperature {stored:.3f} stored with it"
-            if stored is not None
-            else " (no temperature stored with the checkpoint)"
-        )
-    )
+        return print_json(report)
+    print("\n".join(evaluation_lines(report)))
     if args.out:
         print(f"wrote {args.out}/eval_report.json, eval_confusion.png and report.html")
     return 0

@@ -18,7 +18,8 @@ Rooms: :mod:`~effnet.report.calibration` (ECE, reliability, temperature scaling;
 math), :mod:`~effnet.report.cam` (Grad-CAM via captum, overlays, ``explain_files``),
 :mod:`~effnet.report.predictions` (the saved predictions), :mod:`~effnet.report.run` (reading
 a run directory), :mod:`~effnet.report.figures`, :mod:`~effnet.report.sections` and
-:mod:`~effnet.report.html` (the page), :mod:`~effnet.report.write` (``write_report``).
+:mod:`~effnet.report.html` (the page), :mod:`~effnet.report.write` (``write_report``),
+:mod:`~effnet.report.text` (an evaluation report as the lines ``effnet evaluate`` prints).
 """
 
 from effnet.report.calibration import (
