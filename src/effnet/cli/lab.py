@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 import argparse
-import dataclasses
 
 from effnet import lab
-from effnet.cli.flags import add_command, add_flags, built, call
+from effnet.cli.flags import add_command, add_flags, built, call, names
+from effnet.cli.models import add_coefficients, coefficients
 from effnet.cli.output import format_table, print_json
-from effnet.errors import ConfigError
 from effnet.lab import tables
 from effnet.lab.tables import BaseOptions
-from effnet.scaling import PAPER, Coefficients, parse_phis
+from effnet.scaling import parse_phis
 
 
 def add_commands(sub: argparse._SubParsersAction) -> None:
@@ -27,21 +26,17 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(lab_sub, cmd_compare)
     _add_experiment(p)
     p.add_argument("--targets", default="2,4", help="compute multiples of the base (2,4)")
-    p.add_argument("--strategies", default=",".join(lab.STRATEGIES), help="which curves")
+    p.add_argument(
+        "--strategies", type=names, default=",".join(lab.STRATEGIES), help="which curves"
+    )
     p.add_argument("--tolerance", type=float, default=0.05, help="MACs match tolerance (0.05)")
-    _add_coefficients(p)
+    add_coefficients(p)
     p = add_command(lab_sub, cmd_ladder)
     add_flags(p.add_argument_group("base network"), BaseOptions)
-    _add_coefficients(p)
+    add_coefficients(p)
     p.add_argument("--phi", default="0..4", help="'0..4' or '0,1,2.5' (default 0..4)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size (1000)")
     p.add_argument("--json", action="store_true", help="print JSON instead of a table")
-
-
-def _add_coefficients(p: argparse.ArgumentParser) -> None:
-    p.add_argument("--alpha", type=float, default=PAPER.alpha, help="depth coefficient (1.2)")
-    p.add_argument("--beta", type=float, default=PAPER.beta, help="width coefficient (1.1)")
-    p.add_argument("--gamma", type=float, default=PAPER.gamma, help="resolution coefficient (1.15)")
 
 
 def _add_experiment(p: argparse.ArgumentParser) -> None:
@@ -58,21 +53,10 @@ def _add_experiment(p: argparse.ArgumentParser) -> None:
     g.add_argument("--json", action="store_true", help="print JSON instead of tables")
 
 
-def _numbers(text: str, flag: str, kind: type = float) -> list:
-    try:
-        values = [kind(v) for v in text.split(",") if v.strip()]
-    except ValueError:
-        values = []
-    if not values or (kind is int and len(set(values)) != len(values)):
-        what = "distinct whole numbers like 0,1" if kind is int else "comma-separated numbers"
-        raise ConfigError(f"{flag} expects {what}, got {text!r}")
-    return values
-
-
 def _common(args: argparse.Namespace) -> dict:
     return dict(data=built(lab.DataConfig, args), base=built(BaseOptions, args).resolve(),
                 out_dir=args.out, recipe=built(lab.Recipe, args), run=built(lab.RunOptions, args),
-                seeds=_numbers(args.seeds, "--seeds", int), dry_run=args.dry_run)  # fmt: skip
+                seeds=tables.numbers(args.seeds, "--seeds", int), dry_run=args.dry_run)  # fmt: skip
 
 
 def cmd_lab(args: argparse.Namespace) -> int:
@@ -100,11 +84,9 @@ def cmd_search(args: argparse.Namespace) -> int:
       effnet lab search --data my_images --base efficientnet_b0 --budget 2.0
       effnet lab search --data elpv --grid 'alpha=1.1:1.3 beta=1.0,1.1' --dry-run
     """
-    grid = lab.Grid.parse(args.grid) if args.grid.strip() else None
-    result = call(lab.search, args, **_common(args), grid=grid)
+    result = call(lab.search, args, **_common(args), grid=lab.Grid.parse(args.grid))
     if args.json:
-        print_json(result.to_dict())
-        return 0
+        return print_json(result.to_dict())
     print(result.base.describe())
     headline, plan, footer = tables.search_plan(result, args.tolerance, args.macs_tolerance)
     print("\n".join([headline, format_table(*plan), footer]))
@@ -128,14 +110,10 @@ def cmd_compare(args: argparse.Namespace) -> int:
           --base-resolution 64 --resolution-multiple 4 --targets 2,4 --epochs 7 --seeds 0,1
       effnet lab compare --data my_images --strategies compound,resolution --dry-run
     """
-    strategies = [s.strip() for s in args.strategies.split(",") if s.strip()]
-    coeffs = Coefficients(args.alpha, args.beta, args.gamma)
-    targets = _numbers(args.targets, "--targets")
-    result = call(lab.compare, args, **_common(args), targets=targets, strategies=strategies,
-                  coeffs=coeffs)  # fmt: skip
+    targets = tables.numbers(args.targets, "--targets")
+    result = call(lab.compare, args, **_common(args), targets=targets, coeffs=coefficients(args))
     if args.json:
-        print_json(result.to_dict())
-        return 0
+        return print_json(result.to_dict())
     print(result.base.describe())
     if args.dry_run:
         plan, footer = tables.compare_plan(result)
@@ -160,15 +138,11 @@ def cmd_ladder(args: argparse.Namespace) -> int:
       effnet lab ladder --base efficientnet_lite0 --phi 0,1,2.5 --json
     """
     base = built(BaseOptions, args).resolve()
-    c = Coefficients(args.alpha, args.beta, args.gamma)
+    c = coefficients(args)
     rungs = lab.family_ladder(parse_phis(args.phi), c, base, num_classes=args.num_classes)
     if args.json:
-        rows = [{**dataclasses.asdict(r), "vs_target": r.vs_target} for r in rungs]
-        print_json(dict(base=base.to_dict(), alpha=c.alpha, beta=c.beta, gamma=c.gamma,
-                        flops_factor=c.flops_factor, rungs=rows))  # fmt: skip
-        return 0
+        return print_json(tables.ladder_dict(base, c, rungs))
     print(base.describe())
-    print(f"d = {c.alpha:g}^phi, w = {c.beta:g}^phi, r = {c.gamma:g}^phi; target = "
-          f"(alpha*beta^2*gamma^2 = {c.flops_factor:.3f})^phi")  # fmt: skip
+    print(tables.ladder_heading(c))
     print(format_table(*tables.ladder_table(rungs)))
     return 0

@@ -8,11 +8,14 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from effnet.cost import LadderRow
+from effnet.errors import ConfigError
 from effnet.lab.compare import CompareResult
 from effnet.lab.experiment import macs_unit
 from effnet.lab.families import Candidate, LabBase, resolve_base
 from effnet.lab.runner import RunReport
 from effnet.lab.search import SearchResult, triple_key, twins
+from effnet.scaling import Coefficients
 from effnet.train.config import setting
 
 __all__ = [
@@ -20,7 +23,10 @@ __all__ = [
     "Table",
     "compare_plan",
     "compare_points",
+    "ladder_dict",
+    "ladder_heading",
     "ladder_table",
+    "numbers",
     "run_lines",
     "search_plan",
     "search_ranking",
@@ -197,6 +203,35 @@ def compare_points(result: CompareResult) -> Table:
         for p in result.points
     ]
     return [*headers, "val acc %", "test acc %"], rows
+
+
+def ladder_heading(coeffs: Coefficients) -> str:
+    """The formula a ladder follows and the budget it is held against."""
+    c = coeffs
+    return (
+        f"d = {c.alpha:g}^phi, w = {c.beta:g}^phi, r = {c.gamma:g}^phi; target = "
+        f"(alpha*beta^2*gamma^2 = {c.flops_factor:.3f})^phi"
+    )
+
+
+def ladder_dict(base: LabBase, coeffs: Coefficients, rungs: Sequence[LadderRow]) -> dict[str, Any]:
+    """``effnet lab ladder --json``: the base, the coefficients and every rung."""
+    c = coeffs
+    rows = [{**dataclasses.asdict(r), "vs_target": r.vs_target} for r in rungs]
+    return dict(base=base.to_dict(), alpha=c.alpha, beta=c.beta, gamma=c.gamma,
+                flops_factor=c.flops_factor, rungs=rows)  # fmt: skip
+
+
+def numbers(text: str, flag: str, kind: type = float) -> list:
+    """A flag's comma-separated numbers (``kind`` int: distinct whole numbers, e.g. seeds)."""
+    try:
+        values = [kind(v) for v in text.split(",") if v.strip()]
+    except ValueError:
+        values = []
+    if not values or (kind is int and len(set(values)) != len(values)):
+        what = "distinct whole numbers like 0,1" if kind is int else "comma-separated numbers"
+        raise ConfigError(f"{flag} expects {what}, got {text!r}")
+    return values
 
 
 def ladder_table(rungs: Sequence[Any]) -> Table:
