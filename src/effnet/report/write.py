@@ -16,8 +16,8 @@ from torch import nn
 
 from effnet._version import __version__
 from effnet.files import write_text
-from effnet.report import figures
 from effnet.report.calibration import MIN_SAMPLES, fit_temperature, reliability
+from effnet.report.figures import confusion_figure, curves_figure, png_bytes, reliability_figure
 from effnet.report.html import esc, page
 from effnet.report.predictions import Predictions, load_predictions
 from effnet.report.run import RunFiles, load_run_model, read_run, recompute_predictions
@@ -271,12 +271,12 @@ def _sections(
 ) -> list[str]:
     """The page's sections, in the order of :data:`NAV`."""
     ev = preds.get(evaluated)
-    curves = figures.png_bytes(figures.curves_figure(run.history)) if run.history else None
+    curves = png_bytes(curves_figure(run.history)) if run.history else None
     sections = [
         plot_section("curves", "Learning curves", curves, "learning curves", "No metrics.jsonl.")
     ]
     confusion = (
-        figures.png_bytes(figures.confusion_figure(metrics["confusion_matrix"], ev.classes))
+        png_bytes(confusion_figure(metrics["confusion_matrix"], ev.classes))
         if metrics and ev is not None
         else None
     )
@@ -322,7 +322,7 @@ def _calibration(
             "predict and exported models serve them); the accuracy above averages the "
             "test-time flips."
         )
-    png = figures.png_bytes(figures.reliability_figure(before, after, temperature))
+    png = png_bytes(reliability_figure(before, after, temperature))
     return calibration_section(png, before, after, temperature, fitted_note, evaluated)
 
 
