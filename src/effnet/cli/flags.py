@@ -126,6 +126,11 @@ def built(cls: type, args: argparse.Namespace) -> Any:
     return cls(**given(args, cls))
 
 
+def add_json(parser: Any, instead_of: str = "a table") -> None:
+    """The ``--json`` switch of a command that prints ``instead_of`` otherwise."""
+    parser.add_argument("--json", action="store_true", help=f"print JSON instead of {instead_of}")
+
+
 def ints(text: str) -> list[int]:
     """An argparse type: comma-separated whole numbers >= 1 (``--batch 1,32``)."""
     try:

@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 
 from effnet import lab
-from effnet.cli.flags import add_command, add_flags, built, call, names
+from effnet.cli.flags import add_command, add_flags, add_json, built, call, names
 from effnet.cli.models import add_coefficients, coefficients
 from effnet.cli.output import format_table, print_json
 from effnet.lab import tables
@@ -36,7 +36,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     add_coefficients(p)
     p.add_argument("--phi", default="0..4", help="'0..4' or '0,1,2.5' (default 0..4)")
     p.add_argument("--num-classes", type=int, default=1000, help="classifier size (1000)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
 
 
 def _add_experiment(p: argparse.ArgumentParser) -> None:
@@ -50,7 +50,7 @@ def _add_experiment(p: argparse.ArgumentParser) -> None:
     g.set_defaults(backend="process")  # a command runs on all the cores; the library, serially
     g.add_argument("--out", help="results directory (default runs/lab-<command>-<data>)")
     g.add_argument("--dry-run", action="store_true", help="show the models, train nothing")
-    g.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_json(g, "tables")
 
 
 def _common(args: argparse.Namespace) -> dict:

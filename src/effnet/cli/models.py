@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import argparse
 
-from effnet.cli.flags import add_command
+from effnet.cli.flags import add_command, add_json
 from effnet.cli.output import format_table, print_json
 from effnet.cost import describe, ladder_tables, ladders, stage_table, variant_costs
 from effnet.registry import get_spec
@@ -16,11 +16,11 @@ _LIST = ["model", "params", "GMACs", "resolution"]
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, cmd_list)
     p.add_argument("pattern", nargs="?", default="*", help="shell pattern, e.g. '*lite*'")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
     p = add_command(sub, cmd_info)
     p.add_argument("name", help="a variant name, e.g. efficientnet_b0")
     p.add_argument("--resolution", type=int, help="input size in pixels (default: the variant's)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
     p = add_command(sub, cmd_scale)
     p.add_argument("--phi", default="0..7", help="'0..7', '0,1,2.5' or '3' (default 0..7)")
     modes = ("both", "table", "formula")
@@ -30,7 +30,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--base", default="efficientnet", help="what to scale in formula mode: a base "
                    "(efficientnet, tf_efficientnet, efficientnet_lite, ...) or any model name, "
                    "e.g. efficientnet_b3")  # fmt: skip
-    p.add_argument("--json", action="store_true", help="print JSON instead of tables")
+    add_json(p, "tables")
 
 
 def add_coefficients(p: argparse.ArgumentParser) -> None:

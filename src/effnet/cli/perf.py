@@ -6,7 +6,7 @@ import argparse
 import sys
 from pathlib import Path
 
-from effnet.cli.flags import add_command, call, ints, names
+from effnet.cli.flags import add_command, add_json, call, ints, names
 from effnet.cli.output import format_table, print_json, show_progress
 from effnet.errors import ConfigError
 
@@ -31,7 +31,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     g.add_argument("--eval-images", type=int, help="held-out images to evaluate (all)")
     g.add_argument("--max-drop", type=float, help="allowed top-1 drop, points (1.0)")
     g.add_argument("--threads", type=int, help="ONNX Runtime threads for the int8 check")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(p, "text")
 
     p = add_command(sub, cmd_bench)
     p.add_argument("models", nargs="*", default=["efficientnet_b0"], help="variant names")
@@ -47,7 +47,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--threads", dest="num_threads", type=int, default=2, help="(default 2)")
     p.add_argument("--warmup", type=int, default=3, help="untimed calls first (default 3)")
     p.add_argument("--repeats", type=int, default=10, help="timed calls (default 10)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
 
     p = add_command(sub, cmd_choose)
     p.add_argument("--latency-ms", type=float, required=True, help="budget per batch, ms")
@@ -61,7 +61,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
     p.add_argument("--no-cache", dest="cache", action="store_false", help="measure again")
     p.add_argument("--all", dest="measure_all", action="store_true", help="measure all")
     p.add_argument("--repeats", type=int, default=10, help="timed calls per model (default 10)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
 
 
 def cmd_export(args: argparse.Namespace) -> int:

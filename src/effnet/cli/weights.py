@@ -5,7 +5,7 @@ from __future__ import annotations
 import argparse
 import sys
 
-from effnet.cli.flags import add_command, call
+from effnet.cli.flags import add_command, add_json, call
 from effnet.cli.output import format_table, print_json, show_progress
 from effnet.predict import open_model, predict_files
 from effnet.report import explain_files
@@ -16,7 +16,7 @@ from effnet.weights.catalog import TABLE, catalog, table_row
 def add_commands(sub: argparse._SubParsersAction) -> None:
     p = add_command(sub, cmd_weights)
     p.add_argument("model", nargs="?", default="*", help="variant name or pattern (default: all)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of a table")
+    add_json(p, "a table")
 
     p = add_command(sub, cmd_convert)
     p.add_argument("src", help="the weights file to read")
@@ -39,7 +39,7 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
         "--topk", type=int, help="classes to show per image (default 5, or all when fewer)"
     )
     p.add_argument("--batch-size", type=int, default=16, help="images per batch (default 16)")
-    p.add_argument("--json", action="store_true", help="print JSON instead of text")
+    add_json(p, "text")
     p.add_argument(
         "--explain",
         metavar="OUT_DIR",

@@ -20,6 +20,7 @@ import re
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -130,22 +131,16 @@ def predictions_path(run_dir: str | os.PathLike[str], split: str) -> Path:
     return Path(run_dir) / f"predictions_{split}.npz"
 
 
-def save_predictions(
-    run_dir: str | os.PathLike[str],
-    split: str,
-    paths: Sequence[str | os.PathLike[str]],
-    targets: Sequence[int] | torch.Tensor,
-    logits: torch.Tensor,
-    classes: Sequence[str],
-    view_logits: torch.Tensor | None = None,
-) -> Path:
+def save_predictions(run_dir: str | os.PathLike[str], split: str, *columns: Any, **kw: Any) -> Path:
     """Write ``run_dir/predictions_<split>.npz`` (atomically) and return its path.
 
-    ``paths[i]`` is the image whose true class is ``targets[i]`` and whose logits (or
-    log-probabilities) are ``logits[i]``; ``classes`` names the columns. ``view_logits``: with
-    test-time augmentation, the unflipped image's own logits (``EvalResult.view_logits``).
+    ``columns``: :meth:`Predictions.create`'s ``paths, targets, logits, classes`` and optionally
+    ``view_logits``. ``paths[i]`` is the image whose true class is ``targets[i]`` and whose
+    logits (or log-probabilities) are ``logits[i]``; ``classes`` names the columns.
+    ``view_logits``: with test-time augmentation, the unflipped image's own logits
+    (``EvalResult.view_logits``).
     """
-    return Predictions.create(split, paths, targets, logits, classes, view_logits).save(run_dir)
+    return Predictions.create(split, *columns, **kw).save(run_dir)
 
 
 def _savez(path: Path, arrays: dict[str, np.ndarray]) -> None:

@@ -107,20 +107,14 @@ def finetune(
     return _run(config, on_step, resume=False, overwrite=overwrite, config_file=config_file)
 
 
-def train(
-    config: FinetuneConfig,
-    on_step: Callable[[], None] | None = None,
-    *,
-    overwrite: bool = False,
-    config_file: str | Path | None = None,
-) -> FinetuneResult:
+def train(config: FinetuneConfig, *args: Any, **kwargs: Any) -> FinetuneResult:
     """Train from scratch: one phase, the same loop, checkpoints and reports as fine-tuning.
 
     Pass a :class:`~effnet.train.config.TrainConfig` (random init, SGD, longer schedule); under
-    ``torchrun`` every process runs this and they form one job. ``overwrite`` and
-    ``config_file`` as for :func:`finetune`.
+    ``torchrun`` every process runs this and they form one job. The other arguments are
+    :func:`finetune`'s (``on_step``, ``overwrite``, ``config_file``).
     """
-    return _run(config, on_step, resume=False, overwrite=overwrite, config_file=config_file)
+    return finetune(config, *args, **kwargs)
 
 
 def resume(

@@ -312,21 +312,10 @@ def _full_setup(run: Run, state: RunState) -> TrainSetup:
     scheduler = build_scheduler(optimizer, c, per_epoch)
     scaler = torch.amp.GradScaler("cuda") if run.amp_dtype == torch.float16 else None
     ema = ModelEma(model, c.ema) if c.ema > 0 else None
-    setup = TrainSetup(
-        train_model,
-        optimizer,
-        ctx,
-        scheduler=scheduler,
-        scaler=scaler,
-        ema=ema,
-        ema_source=model,
-        amp_dtype=run.amp_dtype,
-        accum_steps=c.accum_steps,
-        grad_clip=c.grad_clip,
-        channels_last=c.channels_last,
-        progress=c.progress,
-        frozen_modules=frozen,
-    )
+    how = dict(accum_steps=c.accum_steps, grad_clip=c.grad_clip, channels_last=c.channels_last,
+               progress=c.progress, amp_dtype=run.amp_dtype)  # fmt: skip
+    setup = TrainSetup(train_model, optimizer, ctx, scheduler=scheduler, scaler=scaler, ema=ema,
+                       ema_source=model, frozen_modules=frozen, **how)  # fmt: skip
     state.restore("full", setup, model)
     return setup
 
