@@ -3,13 +3,22 @@ a record never changes the network its name builds."""
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import pytest
 import torch
 
 import effnet
 from effnet.errors import UnknownNameError
 from effnet.specs import split_flavour
-from effnet.weights import RECORDS, default_record, find_record, list_records, to_effnet
+from effnet.weights import (
+    RECORDS,
+    default_record,
+    find_record,
+    from_effnet,
+    list_records,
+    to_effnet,
+)
 
 MODELS = effnet.list_models()
 WITH_WEIGHTS = sorted({r.model for r in RECORDS})
@@ -47,25 +56,57 @@ def test_record_names_match_the_publishers_architecture() -> None:
         assert r.sha256 is None or len(r.sha256) >= 8
 
 
-@pytest.mark.parametrize("name", MODELS)
-def test_plain_and_pretrained_constructors_build_the_same_network(name: str) -> None:
-    """timm's invariant: the name alone fixes the module graph, with or without weights."""
-    from effnet.weights.loading import build, weights_for
+def module_graph(model: torch.nn.Module) -> list[tuple[object, ...]]:
+    """Every module (type, BatchNorm eps, padding) and every tensor (shape, dtype), in order."""
+    modules = [(n, type(m).__name__, getattr(m, "eps", None), getattr(m, "padding", None))
+               for n, m in model.named_modules()]  # fmt: skip
+    tensors = [(k, tuple(v.shape), v.dtype) for k, v in model.state_dict().items()]
+    return modules + tensors
 
-    plain = effnet.get_spec(name)
-    record = weights_for(name, None, True) if name in WITH_WEIGHTS else None
-    if record is None:
-        return
+
+@pytest.mark.parametrize("name", WITH_WEIGHTS)
+def test_plain_and_pretrained_constructors_build_the_same_network(
+    name: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """timm's invariant: the name alone fixes the module graph, with or without weights.
+    ``create_model(name, pretrained=True)`` runs for real, on the meta device, with the file
+    fetch and read replaced by the plain model's own tensors in the default record's format."""
+    import effnet.model
+    from effnet.weights import loading
+
+    # weight init only fills values, which meta tensors have none of; on meta it is most of
+    # the time of the three model builds (two of them to check the converted shapes)
+    monkeypatch.setattr(effnet.model, "_init_weights", lambda module: None)
+    record = default_record(name)
     with torch.device("meta"):
-        a = effnet.create_model(name)
-        b = build(plain, None)  # what create_model(name, pretrained=True) builds before loading
-    assert a.spec == b.spec == plain
-    assert [(n, type(m).__name__, getattr(m, "eps", None), getattr(m, "padding", None))
-            for n, m in a.named_modules()] == [
-        (n, type(m).__name__, getattr(m, "eps", None), getattr(m, "padding", None))
-        for n, m in b.named_modules()
-    ]  # fmt: skip
-    assert a.preprocess == record.preprocess  # timm: the default cfg even without weights
+        plain = effnet.create_model(name)
+    served: list[object] = []
+
+    def fetch(rec, progress=True):  # type: ignore[no-untyped-def]
+        served.append(rec)
+        return Path(f"/nonexistent/{rec.filename}")
+
+    def read_state_dict(path):  # type: ignore[no-untyped-def]
+        assert path == Path(f"/nonexistent/{record.filename}")
+        return from_effnet(plain.state_dict(), plain.spec, record.format), {}
+
+    monkeypatch.setattr(loading, "fetch", fetch)
+    monkeypatch.setattr(loading, "read_state_dict", read_state_dict)
+    with torch.device("meta"):
+        pretrained = effnet.create_model(name, pretrained=True)
+    assert served == [record]  # the default record, fetched once
+    assert pretrained.spec == plain.spec == effnet.get_spec(name)
+    assert module_graph(pretrained) == module_graph(plain)
+    assert pretrained.pretrained_source == record.name and plain.pretrained_source is None
+    assert pretrained.preprocess == plain.preprocess == record.preprocess
+    assert pretrained.pretrained_cfg == plain.pretrained_cfg  # timm: the default cfg either way
+    assert pretrained.class_names is not None and len(pretrained.class_names) == 1000
+
+
+@pytest.mark.parametrize("name", sorted(set(MODELS) - set(WITH_WEIGHTS)))
+def test_pretrained_without_a_record_names_where_the_weights_are(name: str) -> None:
+    with pytest.raises(UnknownNameError, match="exist under"):
+        effnet.create_model(name, pretrained=True)
 
 
 def test_torchvision_records_match_torchvision_metadata() -> None:
