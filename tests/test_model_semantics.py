@@ -9,10 +9,12 @@ from torch import nn
 
 import effnet
 from effnet.export import optimize
+from effnet.layers import FusedMBConv, MBConv, SqueezeExcite
 from effnet.specs import rescale
 
 # one of each family: SE + SiLU + symmetric padding; ReLU6 + SAME padding; Fused-MBConv
 NAMES = ["efficientnet_b0", "tf_efficientnet_lite0", "efficientnetv2_b0"]
+BLOCKS = (MBConv, FusedMBConv, SqueezeExcite)
 
 
 def trained_like(name: str) -> nn.Module:
@@ -29,14 +31,17 @@ def trained_like(name: str) -> nn.Module:
 
 
 def capture(model: nn.Module, x: torch.Tensor, clone: bool) -> dict[str, torch.Tensor]:
-    """Every submodule's output as a forward hook sees it (kept as is, or cloned at once)."""
+    """Every module's output as a forward hook sees it (kept as is, or cloned at once): convs,
+    BatchNorms and activations, and the blocks (MBConv, FusedMBConv, SqueezeExcite), stages,
+    head, pool and classifier around them; the model's own output is ``"model"``."""
     seen: dict[str, torch.Tensor] = {}
     handles = [
         m.register_forward_hook(
-            lambda mod, args, out, n=n: seen.__setitem__(n, out.clone() if clone else out)
+            lambda mod, args, out, n=n or "model": seen.__setitem__(
+                n, out.clone() if clone else out
+            )
         )
         for n, m in model.named_modules()
-        if n and isinstance(m, (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU6))
     ]
     try:
         with torch.no_grad():
@@ -54,9 +59,37 @@ def test_hooks_see_the_tensors_the_model_goes_on_to_use(name: str) -> None:
     model = trained_like(name)
     x = torch.randn(2, 3, 64, 64)
     kept, cloned = capture(model, x, clone=False), capture(model, x, clone=True)
-    assert kept.keys() == cloned.keys() and len(kept) > 40
+    assert kept.keys() == cloned.keys()
+    # every module ran and was seen but the drop paths of blocks without a shortcut
+    unseen = {n or "model" for n, _ in model.named_modules()} - kept.keys()
+    assert all(n.endswith(".drop_path") for n in unseen), sorted(unseen)
+    blocks = [n for n, m in model.named_modules() if isinstance(m, BLOCKS)]
+    assert len(blocks) > 10 and set(blocks) <= kept.keys()
     for key in kept:
         assert torch.equal(kept[key], cloned[key]), key
+
+
+def test_hook_capture_catches_an_in_place_op_on_a_block_output() -> None:
+    """The check above can fail where the old one (convs, BatchNorms, activations only) could
+    not: a block that scales its input in place changes the previous block's output, a
+    residual sum no conv, BatchNorm or activation returns."""
+    model = trained_like("efficientnet_b0")
+    block, previous = model.stages[3][2], "stages.3.1"  # stages.3.1 adds its shortcut
+    original = block.forward
+
+    def scales_its_input(x: torch.Tensor) -> torch.Tensor:
+        out = original(x)
+        x.mul_(2)
+        return out
+
+    block.forward = scales_its_input
+    x = torch.randn(2, 3, 64, 64)
+    kept, cloned = capture(model, x, clone=False), capture(model, x, clone=True)
+    changed = {k for k in kept if not torch.equal(kept[k], cloned[k])}
+    assert previous in changed
+    modules = dict(model.named_modules())
+    old_kinds = (nn.Conv2d, nn.BatchNorm2d, nn.SiLU, nn.ReLU6)
+    assert not [k for k in changed if isinstance(modules.get(k), old_kinds)]
 
 
 @pytest.mark.parametrize("name", NAMES)
