@@ -12,11 +12,13 @@ The prepared steps are the pipeline's own, and flips and normalisation act on ea
 so a batch holds the tensors the pipeline would give image for image (only the random flips are
 drawn per batch, from the loader's seed).
 
-Why: on a small machine the per-image pipeline costs as much as the network. Resizing a 300 px
-cell to 224 px takes ~2 ms in Pillow, and in the main process, beside torch's own threads, the
-whole pipeline ran ~10x slower than that (measured: 25 ms per image with 2 torch threads, 2.4 ms
-with one). Every pass of a run (BatchNorm recalibration, features, each epoch, each evaluation)
-repeated it. Prepared once, a batch costs one indexing and one fused normalisation.
+Why: on a small machine the per-image pipeline is a sizeable share of every pass. Resizing a
+300 px ELPV cell to 224 px takes ~2 ms in Pillow and the whole pipeline ~4 ms per image (232
+images/s on 2 cores, against 93 images/s for the fused Lite0 itself: 40% on top of each
+inference pass; ``benchmarks/passes.py``), and on a loaded machine torch's threads contend with
+it. Every pass of a run (BatchNorm recalibration, features, each epoch, each evaluation)
+repeated it. Prepared once, a batch costs one indexing and one fused normalisation (8,300
+images/s).
 """
 
 from __future__ import annotations
