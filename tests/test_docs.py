@@ -30,3 +30,17 @@ def test_readme_python_example_runs() -> None:
     exec(compile(block, "README.md", "exec"), namespace)
     assert namespace["logits"].shape == (1, 10)
     assert namespace["bigger"].spec.resolution == 320
+
+
+def test_no_placeholder_is_left_in_the_docs() -> None:
+    """A results table filled in later must not ship as its placeholder (an ALL_CAPS token
+    like GRAD_CHECKPOINTING_RESULTS on a line of its own)."""
+    import re
+
+    pages = [ROOT / "README.md", *sorted((ROOT / "docs").glob("*.md"))]
+    for page in pages:
+        for n, line in enumerate(page.read_text().splitlines(), 1):
+            assert not re.fullmatch(r"[A-Z][A-Z0-9]*(_[A-Z0-9]+)+", line.strip()), (
+                f"{page.name}:{n} is a placeholder: {line.strip()}"
+            )
+            assert "TODO" not in line and "TBD" not in line, f"{page.name}:{n}: {line.strip()}"
