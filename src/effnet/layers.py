@@ -10,7 +10,9 @@ folded into the convolution) and the ``inplace`` switches that :meth:`EfficientN
 turns on in an inference copy; effnet's own predict/evaluate passes use that copy.
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` in this module: torch.fx writes the traced root's
+# forward annotations into the code it generates, and a string "torch.Tensor" becomes the
+# unknown name `_torch_Tensor_`, which torch.jit.script of the traced module refuses.
 
 from dataclasses import dataclass
 
@@ -137,7 +139,7 @@ class ConvNormAct(nn.Module):
         return self.act(self.bn(self.conv(x)))
 
     @torch.no_grad()
-    def fuse(self) -> ConvNormAct:
+    def fuse(self) -> "ConvNormAct":
         """Fold the BatchNorm into the convolution, in place (inference only; returns self).
 
         ``w' = w * s`` and ``b' = beta - mean * s (+ b * s)`` with ``s = gamma / sqrt(var + eps)``:

@@ -9,7 +9,9 @@ The module tree is deliberately flat and named for what each part is::
     classifier      nn.Linear, so ``model.classifier = nn.Linear(...)`` replaces the head
 """
 
-from __future__ import annotations
+# No `from __future__ import annotations` in this module: torch.fx writes the traced root's
+# forward annotations into the code it generates, and a string "torch.Tensor" becomes the
+# unknown name `_torch_Tensor_`, which torch.jit.script of the traced module refuses.
 
 import contextlib
 from collections.abc import Iterator
@@ -354,7 +356,7 @@ class EfficientNet(nn.Module):
         _init_weights(self.classifier)
         self.classifier.to(device)
 
-    def fuse(self) -> EfficientNet:
+    def fuse(self) -> "EfficientNet":
         """Turn this model into its inference form, in place, and return it.
 
         Every BatchNorm is folded into its convolution and the activations, squeeze-excite
