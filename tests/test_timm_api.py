@@ -381,20 +381,7 @@ def torchvision_weight_names(aliases: bool = True) -> list[str]:
     ]
 
 
-V2_L_MEAN = pytest.mark.xfail(
-    strict=True,
-    reason="weights.records: tv_efficientnetv2_l.tv_in1k normalises with ImageNet's mean/std; "
-    "torchvision's EfficientNet_V2_L_Weights.IMAGENET1K_V1 uses mean = std = 0.5",
-)
-
-
-@pytest.mark.parametrize(
-    "name",
-    [
-        pytest.param(n, marks=V2_L_MEAN) if n.startswith("EfficientNet_V2_L_") else n
-        for n in sorted(torchvision_weight_names(aliases=False))
-    ],
-)
+@pytest.mark.parametrize("name", sorted(torchvision_weight_names(aliases=False)))
 def test_get_weight_gives_torchvisions_weights(name: str) -> None:
     """Every torchvision EfficientNet weight: the same file, metadata and preprocessing tensor
     as torchvision's own get_weight (DEFAULT, an alias, in the next test)."""
@@ -437,11 +424,6 @@ def test_get_weight_default_is_torchvisions_default() -> None:
     )
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weights.records: every record's meta says min_size (1, 1); torchvision's V2 "
-    "weights say (33, 33)",
-)
 def test_get_weight_min_size_is_torchvisions() -> None:
     import torchvision.models as tvm
 

@@ -10,7 +10,7 @@ import torch
 
 import effnet
 from effnet.errors import UnknownNameError
-from effnet.specs import split_flavour
+from effnet.specs import MIN_INPUT_SIZE, split_flavour
 from effnet.weights import (
     RECORDS,
     default_record,
@@ -124,9 +124,18 @@ def test_torchvision_records_match_torchvision_metadata() -> None:
             assert record.preprocess.input_size == transforms.crop_size[0]
             assert record.preprocess.resize_size == transforms.resize_size[0]
             assert record.preprocess.interpolation == transforms.interpolation.value
+            assert record.preprocess.mean == tuple(transforms.mean)
+            assert record.preprocess.std == tuple(transforms.std)
+            assert record.min_size == weights.meta["min_size"]
             with torch.device("meta"):
                 model = effnet.create_model(record.model)
             assert sum(p.numel() for p in model.parameters()) == weights.meta["num_params"]
+
+
+def test_other_records_give_effnets_smallest_input_as_min_size() -> None:
+    """torchvision's files say what torchvision says (above); the rest effnet's minimum."""
+    others = [r for r in RECORDS if r.source != "torchvision"]
+    assert others and all(r.min_size == (MIN_INPUT_SIZE, MIN_INPUT_SIZE) for r in others)
 
 
 def foreign_model(record):  # type: ignore[no-untyped-def]

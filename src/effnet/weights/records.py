@@ -17,6 +17,7 @@ from effnet.specs import (
     IMAGENET_STD,
     INCEPTION_MEAN,
     INCEPTION_STD,
+    MIN_INPUT_SIZE,
     PreprocessConfig,
 )
 
@@ -61,6 +62,9 @@ class WeightRecord:
     """The Hugging Face Hub repository that also hosts the file (timm's ``timm/NAME.TAG``)."""
     local_file: str | None = None
     """A local copy to read instead of fetching (``pretrained_cfg_overlay=dict(file=...)``)."""
+    min_size: tuple[int, int] = (MIN_INPUT_SIZE, MIN_INPUT_SIZE)
+    """The smallest (height, width) input ``meta`` gives: torchvision's own value for its files,
+    effnet's smallest input size (``MIN_INPUT_SIZE``) for the others."""
 
     @property
     def name(self) -> str:
@@ -76,7 +80,7 @@ class WeightRecord:
         return {
             "categories": labels_for(self.labels, self.num_classes),
             "num_params": _num_params(self.model),
-            "min_size": (1, 1),
+            "min_size": self.min_size,
             "_metrics": {"ImageNet-1K": {"acc@1": self.top1}} if self.top1 is not None else {},
             "_docs": self.top1_note or f"{self.origin} ({self.license})",
             "recipe": self.origin,
@@ -132,16 +136,22 @@ def _tv(
     top1: float,
     origin: str,
     default: bool = False,
+    inception: bool = False,
+    min_size: int = 1,
 ) -> WeightRecord:
     return WeightRecord(
-        model, tag, "torchvision", "torchvision", _pp(size, interp=interp, resize=resize),
+        model, tag, "torchvision", "torchvision",
+        _pp(size, interp=interp, inception=inception, resize=resize),
         url=_TV + file, sha256=file.rsplit("-", 1)[-1].split(".")[0], top1=top1,
         top1_note="torchvision metadata", origin=origin, license=_TV_LICENSE, default=default,
+        min_size=(min_size, min_size),
     )  # fmt: skip
 
 
 # torchvision's B0-B4 files are PyTorch-style (eps 1e-5) and load into efficientnet_b*; its B5-B7
 # (ported from efficientnet_pytorch) and V2 files need eps 1e-3 with symmetric padding: tv_ names.
+# Preprocessing and min_size are torchvision's (its weights' transforms() and meta): V2-L
+# normalises with mean = std = 0.5, the V2 files say min_size 33 px, B0-B7 1 px.
 _TORCHVISION = [
     _tv("efficientnet_b0", "tv_in1k", "efficientnet_b0_rwightman-7f5810bc.pth", 224, 256,
         "bicubic", 77.692, "EfficientNet_B0_Weights.IMAGENET1K_V1"),
@@ -162,11 +172,12 @@ _TORCHVISION = [
     _tv("tv_efficientnet_b7", "tv_in1k", "efficientnet_b7_lukemelas-c5b4e57e.pth", 600, 600,
         "bicubic", 84.122, "EfficientNet_B7_Weights.IMAGENET1K_V1", default=True),
     _tv("tv_efficientnetv2_s", "tv_in1k", "efficientnet_v2_s-dd5fe13b.pth", 384, 384,
-        "bilinear", 84.228, "EfficientNet_V2_S_Weights.IMAGENET1K_V1", default=True),
+        "bilinear", 84.228, "EfficientNet_V2_S_Weights.IMAGENET1K_V1", default=True, min_size=33),
     _tv("tv_efficientnetv2_m", "tv_in1k", "efficientnet_v2_m-dc08266a.pth", 480, 480,
-        "bilinear", 85.112, "EfficientNet_V2_M_Weights.IMAGENET1K_V1", default=True),
+        "bilinear", 85.112, "EfficientNet_V2_M_Weights.IMAGENET1K_V1", default=True, min_size=33),
     _tv("tv_efficientnetv2_l", "tv_in1k", "efficientnet_v2_l-59c71312.pth", 480, 480,
-        "bicubic", 85.808, "EfficientNet_V2_L_Weights.IMAGENET1K_V1", default=True),
+        "bicubic", 85.808, "EfficientNet_V2_L_Weights.IMAGENET1K_V1", default=True, min_size=33,
+        inception=True),
 ]  # fmt: skip
 
 # timm's hub weights for the PyTorch-style names (in1k heads only). Columns: name, tag (timm's),
