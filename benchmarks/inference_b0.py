@@ -122,15 +122,21 @@ def main(argv: list[str] | None = None) -> int:
     load_before = os.getloadavg()
     peak = measure_peak(args.threads)
 
+    from effnet.host import fast_malloc
+
     started = time.time()
     rounds: list[dict[str, Any]] = []
-    for i in range(args.rounds):
-        # peak memory (each runner alone in a fresh process) once, in the last round
-        memory = "subprocess" if i == args.rounds - 1 and not args.no_memory else False
-        b32 = _round(args, 32, fp32 + extra, memory)
-        b1 = _round(args, 1, fp32, memory)
-        rounds.append({"batch32": b32, "batch1": b1})
-        print(f"round {i + 1}/{args.rounds} done ({time.time() - started:.0f} s)", file=sys.stderr)
+    # as `effnet bench` runs (every effnet command keeps freed memory for reuse): every library
+    # measured in this process gets the same allocator
+    with fast_malloc():
+        for i in range(args.rounds):
+            # peak memory (each runner alone in a fresh process) once, in the last round
+            memory = "subprocess" if i == args.rounds - 1 and not args.no_memory else False
+            b32 = _round(args, 32, fp32 + extra, memory)
+            b1 = _round(args, 1, fp32, memory)
+            rounds.append({"batch32": b32, "batch1": b1})
+            print(f"round {i + 1}/{args.rounds} done ({time.time() - started:.0f} s)",
+                  file=sys.stderr)  # fmt: skip
 
     def effnet_fp32(rows: dict[str, Any]) -> list[str]:
         return [
@@ -143,7 +149,8 @@ def main(argv: list[str] | None = None) -> int:
         if (again[method]["gflops"] or 0) > (peak[method]["gflops"] or 0):
             peak[method] = again[method]
 
-    names = ("eager_tv", "eager_timm", "fastest", "fma", "gemm", "b1", "int8_ort", "int8_ov")
+    names = ("eager_tv", "fused_tv", "eager_timm", "fastest", "fma", "gemm", "b1", "int8_ort",
+             "int8_ov")  # fmt: skip
     med: dict[str, list[float | None]] = {n: [] for n in names}
     best: dict[str, list[float | None]] = {n: [] for n in names}
     fastest_names, b1_names = [], []
@@ -151,6 +158,8 @@ def main(argv: list[str] | None = None) -> int:
         b32, b1 = rd["batch32"], rd["batch1"]
         for out, use_min in ((med, False), (best, True)):
             out["eager_tv"].append(_ratio(b32, "effnet/eager", "torchvision/eager", use_min))
+            # effnet's own inference path (predict, evaluate, every evaluation of a run)
+            out["fused_tv"].append(_ratio(b32, "effnet/optimized", "torchvision/eager", use_min))
             out["eager_timm"].append(_ratio(b32, "effnet/eager", "timm/eager", use_min))
             out["int8_ort"].append(_ratio(b32, "effnet/onnx-int8", "effnet/onnx", use_min))
             out["int8_ov"].append(_ratio(b32, "effnet/openvino-int8", "effnet/onnx", use_min))
@@ -196,6 +205,10 @@ def main(argv: list[str] | None = None) -> int:
         "targets": {
             "eager_b32_vs_torchvision_ge_1.0": _target(med["eager_tv"], 1.0, best=best["eager_tv"]),
             "eager_b32_vs_timm_ge_1.5": _target(med["eager_timm"], 1.5, best=best["eager_timm"]),
+            # issue 10: effnet's own path no slower than before (1.17x torchvision, issue 5)
+            "fused_b32_vs_torchvision_eager_ge_1.17": _target(
+                med["fused_tv"], 1.17, best=best["fused_tv"]
+            ),
             "fastest_fp32_b32_vs_torchvision_onnxruntime_ge_1.0": {
                 **_target(med["fastest"], 1.0, best=best["fastest"]),
                 "runtime": fastest_names,
