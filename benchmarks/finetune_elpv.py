@@ -67,9 +67,8 @@ def run_one(recipe: Path, mode: str, init: str, seed: int, out: Path, overrides:
         "recall_per_class": {k: round(v["recall"], 3) for k, v in test["per_class"].items()},
         "test_images": test["num_samples"],
         "temperature": cal.get("temperature"),
-        "test_ece": cal.get("test_ece") and round(cal["test_ece"], 4),
-        "test_ece_calibrated": cal.get("test_ece_calibrated")
-        and round(cal["test_ece_calibrated"], 4),  # noqa: E501
+        "test_ece": _rounded(cal.get("test_ece")),
+        "test_ece_calibrated": _rounded(cal.get("test_ece_calibrated")),
         "calibrated_on": cal.get("split"),
         "wall_minutes": round(wall / 60, 2),
         "timings": result.timings,
@@ -77,6 +76,10 @@ def run_one(recipe: Path, mode: str, init: str, seed: int, out: Path, overrides:
     }
     print(json.dumps(row), file=sys.stderr, flush=True)
     return row
+
+
+def _rounded(value: float | None) -> float | None:
+    return None if value is None else round(value, 4)
 
 
 def aggregate(rows: list[dict[str, Any]]) -> dict[str, Any]:

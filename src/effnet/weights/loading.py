@@ -226,6 +226,7 @@ def build(
         if want_chans != loaded.in_chans:
             state["stem.conv.weight"] = adapt_stem(state["stem.conv.weight"], want_chans)
         own = model.state_dict()
+        _check_head_width(model, state, new_head, loaded)
         if new_head:
             state = {k: v for k, v in state.items() if k in own and not k.startswith("classifier.")}
         missing, unexpected = model.load_state_dict(state, strict=False)
@@ -247,6 +248,24 @@ def build(
             "source": record.source, "license": record.license, "origin": record.origin,
         }  # fmt: skip
     return model
+
+
+def _check_head_width(
+    model: nn.Module, state: dict[str, Any], new_head: bool, loaded: LoadedWeights
+) -> None:
+    """A pooling that changes the classifier's input (``catavgmax``) cannot keep the weights'
+    classifier: say so, and how to start a new head, before torch's size-mismatch error."""
+    weight = state.get("classifier.weight")
+    classifier = getattr(model, "classifier", None)
+    if new_head or weight is None or not isinstance(classifier, nn.Linear):
+        return
+    if weight.shape[1] != classifier.in_features:
+        raise ConfigError(
+            f"global_pool={model.pool.kind!r} gives the classifier "
+            f"{classifier.in_features} inputs, but the weights' {loaded.num_classes}-class "
+            f"classifier takes {weight.shape[1]}: pass num_classes=N (a new head on the "
+            f"pretrained backbone) or keep global_pool='avg'"
+        )
 
 
 def record_for(
