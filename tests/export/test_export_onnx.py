@@ -92,6 +92,12 @@ def test_clear_errors(tmp_path) -> None:
         export_model(model, tmp_path / "m.pt", "exported-program")
     with pytest.raises(ValueError, match="unknown export format"):
         export_model(model, tmp_path / "m.x", "tflite")
+    # a file named for another format is refused before anything is written
+    with pytest.raises(ValueError, match=r"\.pt2 is exported-program's.*--out m\.onnx"):
+        export_model(model, tmp_path / "m.pt2", "onnx")
+    with pytest.raises(ValueError, match=r"\.onnx is onnx's.*--out m\.ts"):
+        export_model(model, tmp_path / "m.onnx", "torchscript")
+    assert not list(tmp_path.iterdir())
     with pytest.raises(FileNotFoundError, match="no checkpoint"):
         model_from_source(str(tmp_path / "missing.safetensors"))
     with pytest.raises(FileNotFoundError, match="effnet export"):
@@ -159,6 +165,12 @@ def test_cli_int8_reports_and_refuses_with_the_measured_number(tmp_path, capsys)
     with pytest.raises(ValueError, match="3 classes"):
         _cli(argv)
     assert not out.exists()
+
+
+def test_cli_refuses_an_out_named_for_another_format(tmp_path) -> None:
+    with pytest.raises(ValueError, match=r"--format exported-program"):
+        _cli(["export", "efficientnet_b0", "--format", "onnx", "--out", str(tmp_path / "m.pt2")])
+    assert not list(tmp_path.iterdir())
 
 
 def test_cli_int8_needs_data(tmp_path) -> None:

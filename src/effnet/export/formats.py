@@ -47,6 +47,23 @@ FORMATS: tuple[str, ...] = ("onnx", "torchscript", "exported-program")
 DEFAULT_OPSET = 18
 INPUT_NAME, OUTPUT_NAME = "input", "logits"
 _SUFFIX = {"onnx": ".onnx", "torchscript": ".ts", "exported-program": ".pt2"}
+# what each format's file may end in (the first is the default): a file named for one format
+# and written in another is refused, since runtimes pick the reader by the suffix
+_SUFFIXES = {"onnx": (".onnx",), "torchscript": (".ts", ".pt", ".pth", ".torchscript"),
+             "exported-program": (".pt2",)}  # fmt: skip
+
+
+def check_suffix(path: Path, format: str) -> None:
+    """Refuse a file name whose suffix is not ``format``'s, naming both ways out."""
+    suffix = path.suffix.lower()
+    if suffix in _SUFFIXES[format]:
+        return
+    owner = next((f for f, ends in _SUFFIXES.items() if suffix in ends), None)
+    other = f" ({suffix} is {owner}'s: pass --format {owner} for that)" if owner else ""
+    raise ConfigError(
+        f"{format} files end in {' or '.join(_SUFFIXES[format])}, got {path.name}{other}; "
+        f"use e.g. --out {path.with_suffix(_SUFFIX[format]).name}"
+    )
 
 
 @dataclass
@@ -211,11 +228,7 @@ def export_model(
     if path is None:
         path = Path(getattr(getattr(model, "spec", None), "name", "model") + _SUFFIX[format])
     path = Path(path)
-    if format == "exported-program" and path.suffix != ".pt2":
-        raise ConfigError(
-            f"torch.export only loads files ending in .pt2, got {path.name}; use e.g. "
-            f"{path.with_suffix('.pt2').name}"
-        )
+    check_suffix(path, format)
     if not isinstance(model, nn.Module):
         raise ConfigError(
             f"expected a torch nn.Module (e.g. from effnet.create_model), got "

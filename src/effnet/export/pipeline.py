@@ -18,7 +18,13 @@ from typing import Any
 from torch import nn
 
 from effnet.errors import BadDataError, ConfigError, WeightsError
-from effnet.export.formats import ExportResult, export_model, export_preprocess
+from effnet.export.formats import (
+    FORMATS,
+    ExportResult,
+    check_suffix,
+    export_model,
+    export_preprocess,
+)
 from effnet.export.quantize import Int8AccuracyError, quantize_int8
 
 __all__ = ["Int8Options", "export_source", "int8_loaders", "model_from_source"]
@@ -142,6 +148,8 @@ def export_source(
         check_input_size(resolution)
     if int8 is not None and format != "onnx":
         raise ConfigError("--int8 produces an ONNX model: use it with --format onnx")
+    if out is not None and format in FORMATS:  # before weights are fetched
+        check_suffix(Path(out), format)
     net, meta = model_from_source(
         source, model=model, pretrained=pretrained, num_classes=num_classes
     )
