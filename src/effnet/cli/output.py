@@ -26,7 +26,7 @@ def logging_to_stderr(verbosity: int) -> Iterator[None]:
     saved = logger.level, logger.propagate
     logger.addHandler(handler)
     logger.setLevel(level)
-    logger.propagate = False
+    logger.propagate = False  # the library's records go here once, not also to the root logger
     try:
         yield
     finally:
@@ -42,8 +42,7 @@ def show_progress(args: argparse.Namespace) -> bool:
 
 
 def print_json(data: Any, code: int = 0) -> int:
-    """``data`` on stdout as JSON (dataclasses as dicts); returns ``code``, the command's exit
-    code."""
+    """``data`` on stdout as JSON (dataclasses as dicts); returns the exit ``code``."""
 
     def default(obj: Any) -> Any:
         if dataclasses.is_dataclass(obj) and not isinstance(obj, type):
