@@ -71,6 +71,16 @@ def test_fit_recovers_the_known_temperature(true_t: float) -> None:
     assert nll(shown, targets, t) <= nll(shown, targets)
 
 
+def test_a_fit_on_seen_images_only_softens() -> None:
+    """On images the model trained on, over-confidence carries over to new images, but an
+    under-confidence (label smoothing on a training set it has learnt) does not."""
+    logits, targets = calibrated_logits(20000, 5, seed=1)
+    over, under = logits * 2, logits / 2
+    assert fit_temperature(over, targets, seen=True) == pytest.approx(2.0, rel=0.05)
+    assert fit_temperature(under, targets) == pytest.approx(0.5, rel=0.05)
+    assert fit_temperature(under, targets, seen=True) == 1.0
+
+
 def test_fit_is_deterministic_and_keeps_predictions() -> None:
     logits, targets = calibrated_logits(500, 3, seed=2)
     logits = logits * 4

@@ -190,7 +190,8 @@ def test_without_a_val_split_the_temperature_is_fitted_on_training_images(
     assert calibration["split"] == "train"
     assert calibration["images"] == len(train) == len(recorded["train"]["files"])
     assert train.view_logits is None  # calibration runs one view, no TTA
-    assert calibration["temperature"] == fit_temperature(train.logits, train.targets)
+    fitted = fit_temperature(train.logits, train.targets, seen=True)
+    assert calibration["temperature"] == fitted >= 1.0  # seen images: it may only soften
     assert not (run / "best.safetensors").exists()
     assert read_metadata(run / "last.safetensors")["temperature"] == calibration["temperature"]
     assert test.view_logits is not None and not torch.equal(test.view_logits, test.logits)

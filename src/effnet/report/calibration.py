@@ -143,6 +143,7 @@ def fit_temperature(
     *,
     min_samples: int = MIN_SAMPLES,
     tol: float = 1e-6,
+    seen: bool = False,
 ) -> float:
     """The temperature ``T`` in ``bounds`` minimising the NLL of ``softmax(logits / T)``.
 
@@ -152,7 +153,15 @@ def fit_temperature(
     then keeps falling as ``T -> 0``: a sharper model would only look better on data it
     already gets right), and logits that do not depend on ``T`` (all equal in a row).
     Otherwise the result is never worse than ``T = 1`` on the given logits.
+
+    ``seen=True`` says the logits are of images the model trained on (a run without a
+    validation split): there it is more accurate than on new images, so a fit that sharpens
+    (``T < 1``, typical after label smoothing) would make new images' probabilities
+    over-confident. Only a softening carries over: the result is at least 1. (On ELPV 4-class
+    a train-fitted T = 0.60 raised the test ECE from 0.054 to 0.087.)
     """
+    if seen:
+        return max(1.0, fit_temperature(logits, targets, bounds, min_samples=min_samples, tol=tol))
     lo, hi = bounds
     if not 0 < lo < 1 < hi:
         raise ValueError(f"bounds must satisfy 0 < low < 1 < high, got {bounds}")

@@ -249,8 +249,10 @@ def _fitted_temperature(preds: Mapping[str, Predictions], cal_split: str) -> tup
     cal = preds.get(cal_split) if cal_split else None
     if cal is None or not len(cal):
         return 1.0, "No held-out predictions to fit a temperature on: T = 1."
-    temperature = fit_temperature(cal.model_logits, cal.targets)
+    temperature = fit_temperature(cal.model_logits, cal.targets, seen=cal_split == "train")
     note = f"Fitted on the {cal_split} split ({len(cal):,} images)."
+    if cal_split == "train":
+        note += " The network trained on these images, so T may only soften (T >= 1)."
     if temperature == 1.0:
         note += (
             f" T stays 1: fewer than {MIN_SAMPLES} predictions, not a single mistake, "

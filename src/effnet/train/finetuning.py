@@ -431,7 +431,7 @@ def _calibrate(
     if part is None:
         part = calibration_sample(run.data.train)
     held = score(run, run.model, part)  # no TTA: the temperature divides one view's logits
-    temperature = fit_temperature(held.logits, held.targets)
+    temperature = fit_temperature(held.logits, held.targets, seen=name == "train")
     info: dict[str, Any] = {"temperature": temperature, "split": name, "images": len(part)}
     if test is not None:
         own = test.logits if test.view_logits is None else test.view_logits
@@ -461,8 +461,8 @@ def _calibrate(
     if name == "train":
         run.log(
             "  (no validation split: the temperature was fitted on images the network trained "
-            "on, where it is more confident than on new ones; hold out a validation split, "
-            "e.g. --split 65/10/25, for a temperature that calibrates new images)"
+            "on, where it is more accurate than on new ones, so it may only soften (T >= 1); "
+            "hold out a validation split, e.g. --split 65/10/25, to calibrate new images)"
         )
     timings["calibration_seconds"] = round(time.perf_counter() - start, 2)
     return info
