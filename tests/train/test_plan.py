@@ -109,6 +109,9 @@ def test_the_users_settings_are_kept() -> None:
     assert (plan.image_size, plan.epochs, plan.lr, plan.augment) == (96, 3, 3e-4, "light")
     assert plan.balance == "none" and plan.select_by == "balanced_accuracy"
     assert plan.progressive is None  # the user sized the run: no schedule is added
+    # the reasons give only what was planned: the pinned loss is not explained as planned
+    why = " ".join(plan.reasons)
+    assert "logit-adjusted" not in why and "9.0:1" in why and "balanced accuracy" in why
 
 
 def test_the_recipe_follows_the_data() -> None:

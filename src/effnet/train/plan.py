@@ -531,11 +531,17 @@ def _recipe(profile: DataProfile, pinned: dict[str, Any], reasons: list[str]) ->
     unbalanced = profile.imbalance >= 2.0
     out["balance"] = pinned.get("balance", "logit" if unbalanced else "none")
     out["select_by"] = pinned.get("select_by", "balanced_accuracy" if unbalanced else "accuracy")
-    if unbalanced and ("balance" not in pinned or "select_by" not in pinned):
+    planned = [
+        text
+        for key, text in (
+            ("balance", "logit-adjusted loss (the class priors added to the logits in training)"),
+            ("select_by", "the best epoch is chosen by balanced accuracy"),
+        )
+        if key not in pinned
+    ]
+    if unbalanced and planned:
         reasons.append(
-            f"classes are unbalanced ({profile.imbalance:.1f}:1): logit-adjusted loss (the class "
-            f"priors added to the logits in training), and the best epoch is chosen by "
-            f"balanced accuracy"
+            f"classes are unbalanced ({profile.imbalance:.1f}:1): {', and '.join(planned)}"
         )
     if profile.grayscale:
         reasons.append("grayscale pictures: fed to the RGB stem as three equal channels")
