@@ -11,6 +11,7 @@ import effnet
 from effnet.export import optimize
 from effnet.layers import FusedMBConv, MBConv, SqueezeExcite
 from effnet.specs import rescale
+from helpers.models import randomise_batchnorm
 
 # one of each family: SE + SiLU + symmetric padding; ReLU6 + SAME padding; Fused-MBConv
 NAMES = ["efficientnet_b0", "tf_efficientnet_lite0", "efficientnetv2_b0"]
@@ -20,14 +21,7 @@ BLOCKS = (MBConv, FusedMBConv, SqueezeExcite)
 def trained_like(name: str) -> nn.Module:
     """Random weights with non-trivial BatchNorm statistics (so folding BN changes numbers)."""
     torch.manual_seed(0)
-    model = effnet.create_model(name, num_classes=10)
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-    return model.eval()
+    return randomise_batchnorm(effnet.create_model(name, num_classes=10))
 
 
 def capture(model: nn.Module, x: torch.Tensor, clone: bool) -> dict[str, torch.Tensor]:

@@ -26,6 +26,7 @@ from effnet.weights import (
     save_model,
     to_effnet,
 )
+from helpers.models import randomise_batchnorm
 
 timm = pytest.importorskip("timm")
 
@@ -57,14 +58,7 @@ def lite0(tmp_path_factory: pytest.TempPathFactory) -> dict[str, torch.Tensor]:
 
 def randomised(model: nn.Module) -> nn.Module:
     """Non-trivial BatchNorm statistics and affine terms, so two states never agree by chance."""
-    with torch.no_grad():
-        for m in model.modules():
-            if isinstance(m, nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.1, 0.1)
-                m.running_var.uniform_(0.5, 1.5)
-                m.weight.uniform_(0.5, 1.5)
-                m.bias.uniform_(-0.1, 0.1)
-    return model.eval()
+    return randomise_batchnorm(model)
 
 
 def same_tensors(model: nn.Module, state: dict[str, torch.Tensor], skip: str = "-") -> None:

@@ -13,6 +13,7 @@ from safetensors.torch import save_file
 
 import effnet
 from effnet.weights import find_record
+from helpers.models import randomise_batchnorm
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -76,11 +77,7 @@ def test_a_torchvision_file_in_the_torch_hub_cache_loads_offline(offline: Path) 
 
 def test_a_timm_file_in_the_hugging_face_cache_loads_offline(offline: Path) -> None:
     timm = pytest.importorskip("timm")
-    theirs = timm.create_model("tf_efficientnet_lite0")
-    with torch.no_grad():
-        for m in theirs.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_var.uniform_(0.5, 1.5)
+    theirs = randomise_batchnorm(timm.create_model("tf_efficientnet_lite0"))
     blob = safetensors_bytes(theirs.state_dict(), offline)
     put_in_hf_cache(offline, "timm/tf_efficientnet_lite0.in1k", {"model.safetensors": blob})
     ours = effnet.create_model("tf_efficientnet_lite0.in1k", pretrained=True)

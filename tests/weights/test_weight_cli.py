@@ -12,6 +12,7 @@ from PIL import Image
 
 import effnet
 from effnet.cli import main
+from helpers.models import randomise_batchnorm
 
 data = pytest.importorskip("skimage.data")
 
@@ -114,12 +115,8 @@ def test_convert_a_timm_tf_port_named_model_safetensors_exactly(
     timm = pytest.importorskip("timm")
     from safetensors.torch import save_file
 
-    theirs = timm.create_model("tf_efficientnet_lite0").eval()
-    with torch.no_grad():  # non-trivial BN statistics, so eps and padding both matter
-        for m in theirs.modules():
-            if isinstance(m, torch.nn.BatchNorm2d):
-                m.running_mean.uniform_(-0.2, 0.2)
-                m.running_var.uniform_(0.5, 1.5)
+    # non-trivial BN statistics, so eps and padding both matter
+    theirs = randomise_batchnorm(timm.create_model("tf_efficientnet_lite0"))
     src = tmp_path / "model.safetensors"
     save_file(theirs.state_dict(), str(src))
     dst = tmp_path / "ours.safetensors"
