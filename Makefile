@@ -39,9 +39,12 @@ demo: $(VENV)/.demo
 	@echo "fine-tuning numbers and plots: $(DEMO_RUN)/report.json, $(DEMO_RUN)/curves.png, $(DEMO_RUN)/confusion.png"
 	@echo "the run report (open it in a browser): $(abspath $(DEMO_RUN))/report.html"
 
+# One pytest-xdist worker per core, one thread per worker (and per process a test starts):
+# most tests are small and single-threaded, so two workers halve the wall time on 2 cores where
+# two threads per test only spin (measured: 11.5 -> 7.2 min on a 2-core machine).
 test: $(VENV)/.test
 	$(PY) -m ruff check .
-	$(PY) -m pytest -q -m "not slow"
+	OMP_NUM_THREADS=1 $(PY) -m pytest -q -n auto -m "not slow"
 
 test-slow: $(VENV)/.test
 	$(PY) -m pytest -q -m slow

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import os
+
 import pytest
 import torch
 
@@ -12,4 +14,6 @@ def _deterministic() -> None:
 
 
 def pytest_configure(config: pytest.Config) -> None:
-    torch.set_num_threads(2)
+    # Under pytest-xdist (`make test` runs one worker per core) each worker gets one thread:
+    # two workers with two threads each oversubscribe the cores and spin.
+    torch.set_num_threads(1 if os.environ.get("PYTEST_XDIST_WORKER") else 2)
