@@ -19,6 +19,7 @@ import torch.nn.functional as F
 from torch import nn
 from tqdm.auto import tqdm
 
+from effnet.train.depthwise import fast_depthwise_grads
 from effnet.train.distributed import DistContext
 from effnet.train.ema import ModelEma
 
@@ -227,10 +228,29 @@ def train_one_epoch(
     _train_mode(setup)
     model, ctx = setup.model, setup.ctx
     total = len(loader) if hasattr(loader, "__len__") else 0
-    sums = torch.zeros(3, dtype=torch.float64)  # loss * n, correct, n
     start = time.perf_counter()
     setup.optimizer.zero_grad(set_to_none=True)
     bar = _bar(loader, desc, setup.progress and ctx.is_main)
+    with fast_depthwise_grads(model):
+        sums = _train_batches(setup, bar, loss_fn, mix, total, start)
+    bar.close()
+    ctx.all_reduce_sum(sums)
+    seconds = time.perf_counter() - start
+    n = max(1.0, float(sums[2]))
+    return EpochStats(float(sums[0]) / n, float(sums[1]) / n, int(sums[2]), seconds)
+
+
+def _train_batches(
+    setup: TrainSetup,
+    bar: tqdm,
+    loss_fn: LossFn,
+    mix: Callable[[torch.Tensor, torch.Tensor], tuple[torch.Tensor, torch.Tensor]] | None,
+    total: int,
+    start: float,
+) -> torch.Tensor:
+    """The batches of one epoch; returns (loss * n, correct, n) summed on this rank."""
+    model, ctx = setup.model, setup.ctx
+    sums = torch.zeros(3, dtype=torch.float64)
     for i, (images, labels) in enumerate(bar):
         images = _to_device(images, ctx.device, setup.channels_last)
         labels = labels.to(ctx.device, non_blocking=True)
@@ -260,11 +280,7 @@ def train_one_epoch(
                 acc=f"{sums[1] / sums[2]:.3f}",
                 img_s=f"{sums[2] * ctx.world_size / seconds:.1f}",
             )
-    bar.close()
-    ctx.all_reduce_sum(sums)
-    seconds = time.perf_counter() - start
-    n = max(1.0, float(sums[2]))
-    return EpochStats(float(sums[0]) / n, float(sums[1]) / n, int(sums[2]), seconds)
+    return sums
 
 
 def _flips(x: torch.Tensor, vertical: bool) -> Iterator[torch.Tensor]:

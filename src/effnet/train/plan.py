@@ -200,9 +200,11 @@ def _train_step(
 ) -> Callable[[], None]:
     import torch.nn.functional as F
 
-    def step() -> None:
+    from effnet.train.depthwise import fast_depthwise_grads
+
+    def step() -> None:  # the step the loop takes
         opt.zero_grad(set_to_none=True)
-        with _autocast(x.device, amp_dtype):
+        with fast_depthwise_grads(net), _autocast(x.device, amp_dtype):
             loss = F.cross_entropy(net(x).float(), y)
         loss.backward()
         opt.step()
