@@ -24,6 +24,7 @@ from effnet.train.plan import (
     measure_speed,
     needs_plan,
     parse_duration,
+    trimmed_epochs,
 )
 from helpers.finetune import tiny_config
 from helpers.images import make_folder
@@ -163,6 +164,30 @@ def test_a_run_with_a_budget_plans_saves_and_reports_its_passes(tmp_path: Path) 
     assert result.report["selected_by"] == "accuracy"
 
 
+def test_epochs_that_slow_down_mid_run_shorten_it_and_never_lengthen_it() -> None:
+    """A 5-minute digits run re-planned to 40 epochs after a fast first one, then its epochs
+    took 8-10 s instead of 7 and it ended at 1.16x the budget."""
+    plan = make_plan("m", profile(native=64), SPEEDS, 224, budget_seconds=300)
+    config = FinetuneConfig(image_size=plan.image_size, epochs=plan.epochs, lr=1e-3)
+    per_epoch = plan.estimate["train"] / plan.epochs
+    done = plan.epochs // 2
+    on_time = plan.estimated_seconds - plan.estimate["train"] + done * per_epoch
+    recent = [(e, per_epoch) for e in range(done - 3, done)]
+    assert trimmed_epochs(plan, config, on_time, done, recent) == plan.epochs  # as planned
+    fast = [(e, per_epoch / 2) for e, _ in recent]
+    assert trimmed_epochs(plan, config, on_time, done, fast) == plan.epochs  # never longer
+    slow = [(e, 1.5 * per_epoch) for e, _ in recent]
+    late = on_time + done * per_epoch * 0.5
+    trimmed = trimmed_epochs(plan, config, late, done, slow)
+    assert done < trimmed < plan.epochs
+    rest = (trimmed - done) * 1.5 * per_epoch
+    assert late + rest <= plan.budget_seconds  # the rest fits at the slower speed
+    one_more = FinetuneConfig(image_size=plan.image_size, epochs=trimmed + 1, lr=1e-3)
+    assert trimmed_epochs(plan, one_more, late, done, slow) == trimmed  # no epoch more would
+    hopeless = [(e, 100 * per_epoch) for e, _ in recent]
+    assert trimmed_epochs(plan, config, late, done, hopeless) == done + 1
+
+
 def test_a_budget_changes_the_length_and_a_resume_keeps_it(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -170,6 +195,7 @@ def test_a_budget_changes_the_length_and_a_resume_keeps_it(
 
     data = make_folder(tmp_path / "data", per_class=10, size=30)
     monkeypatch.setattr(phases, "adapted_epochs", lambda plan, config, elapsed, first: 3)
+    monkeypatch.setattr(phases, "trimmed_epochs", lambda plan, config, *_: config.epochs)
     config = tiny_config(data, tmp_path / "run", epochs=2, time_budget="1h", head_epochs=0)
     result = finetune(config)
     assert [r["epoch"] for r in result.history] == [1, 2, 3]

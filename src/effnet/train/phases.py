@@ -26,7 +26,7 @@ from effnet.train.ema import ModelEma
 from effnet.train.loaders import epoch_seed, make_loader, optimizer_steps
 from effnet.train.loop import Epoch, EpochStats, EvalResult, TrainSetup, extract_features, fit
 from effnet.train.optim import build_optimizer, build_scheduler, layer_decay_scales
-from effnet.train.plan import adapted_epochs
+from effnet.train.plan import adapted_epochs, trimmed_epochs
 from effnet.train.progressive import ProgressiveSchedule
 from effnet.train.run import (
     Run,
@@ -361,9 +361,12 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
             desc=f"full {epoch + 1}/{c.epochs}",
         )
 
+    seconds: list[tuple[int, float]] = []  # (epoch, seconds) of the epochs of this process
+
     def end(epoch: int, stats: EpochStats) -> bool:
         assert setup.scheduler is not None
-        adapted = epoch == 0 and _fit_budget(run, state, setup, stats)
+        seconds.append((epoch, stats.seconds))
+        adapted = _fit_budget(run, state, setup, epoch, seconds)
         state.capture("full", epoch, setup, model)
         # the peak rate: with --layer-decay the groups run from the stem's rate up to this
         row = {"phase": "full", "epoch": epoch + 1, "lr": max(setup.scheduler.get_last_lr())}
@@ -395,21 +398,30 @@ def phase_full(run: Run, state: RunState, on_step: Any = None) -> dict[str, floa
     return {"full_seconds": round(time.perf_counter() - start, 2)}
 
 
-def _fit_budget(run: Run, state: RunState, setup: TrainSetup, stats: EpochStats) -> bool:
-    """After phase 2's first epoch of a run with a time budget: the epochs that fit what is
-    left of it at the speed just measured (:func:`effnet.train.plan.adapted_epochs`). A new
-    length rebuilds the learning-rate schedule over it (the first epoch was the warmup, which
-    does not depend on the length) and is kept in ``state``. Returns whether it changed."""
+def _fit_budget(
+    run: Run, state: RunState, setup: TrainSetup, epoch: int, seconds: list[tuple[int, float]]
+) -> bool:
+    """After each phase-2 epoch of a run with a time budget: after the first, the epochs that
+    fit what is left of it at the speed just measured (:func:`effnet.train.plan.adapted_epochs`);
+    after a later one, fewer when the last three epochs ran slower than that
+    (:func:`effnet.train.plan.trimmed_epochs`). A new length rebuilds the learning-rate schedule
+    over it (the first epoch was the warmup, which does not depend on the length) and is kept
+    in ``state``. Returns whether it changed."""
     c, plan = run.config, run.plan
     if plan is None or plan.budget_seconds is None:
         return False
     elapsed = time.perf_counter() - run.started
-    epochs = adapted_epochs(plan, c, elapsed, stats.seconds)
+    if epoch == 0:
+        epochs = adapted_epochs(plan, c, elapsed, seconds[-1][1])
+        why = f"the first epoch took {seconds[-1][1]:.0f}s"
+    else:
+        epochs = trimmed_epochs(plan, c, elapsed, epoch + 1, seconds[-3:])
+        why = f"epochs now take {sum(s for _, s in seconds[-3:]) / len(seconds[-3:]):.0f}s"
     if epochs == c.epochs:
         return False
     run.log(
-        f"time budget: the first epoch took {stats.seconds:.0f}s after {elapsed:.0f}s in all; "
-        f"{epochs} epochs fit what is left of {plan.budget_seconds:.0f}s (planned {c.epochs})"
+        f"time budget: {why} after {elapsed:.0f}s in all; {epochs} epochs fit what is left of "
+        f"{plan.budget_seconds:.0f}s (planned {c.epochs})"
     )
     c.epochs = state.full_epochs = epochs
     assert setup.scheduler is not None

@@ -16,7 +16,8 @@ Everything here is decided before training starts, from measurements:
   and saved with the run (``plan.json``).
 * :func:`plan_run` -- the config with every ``auto`` field filled: what a run executes.
 * :func:`adapted_epochs` -- after the first epoch of phase 2, the epochs that fit what is left
-  of the budget at the speed actually measured.
+  of the budget at the speed actually measured; :func:`trimmed_epochs` -- after each later one,
+  fewer when the epochs have become slower than that (a busy machine).
 
 Without a time budget the plan is the one for a sensible default: :data:`DEFAULT_EPOCHS` epochs
 at the chosen size. Fields the user set are never changed: the plan only fills the ``auto`` ones
@@ -48,6 +49,7 @@ __all__ = [
     "needs_plan",
     "parse_duration",
     "plan_run",
+    "trimmed_epochs",
 ]
 
 MIN_EPOCHS = 6
@@ -60,8 +62,10 @@ RECAL_COST = 2.0
 fused model's inference time per image (measured: docs/finetune.md)."""
 PREPARE_SECONDS = 0.003
 """Resizing one picture once per size (effnet.data.prepared), per image."""
-REPORT_SECONDS = 20.0
-"""The report page (Grad-CAM of its gallery, plots) and the checkpoint writes, roughly."""
+REPORT_SECONDS = 4.0
+"""The report page (Grad-CAM of its gallery, plots) and the checkpoint writes, roughly: measured
+1.0-1.5 s on ELPV and the digits on a 2-core CPU (the 20 s assumed before ended a 5-minute budget
+at 0.89x of it)."""
 SAFETY = 0.95
 """The plan aims at this share of the budget: the rest absorbs noise."""
 FAST_AMP = 1.15
@@ -725,6 +729,30 @@ def _choose(plans: list[Plan]) -> Plan:
 
 # ----------------------------------------------------------------------------------------------
 # adapting to the measured speed
+
+
+def trimmed_epochs(
+    plan: Plan, config: Any, elapsed: float, done: int, recent: list[tuple[int, float]]
+) -> int:
+    """Phase-2 epochs once ``done`` of them have run, when the epochs got slower than the first
+    one promised (a busy machine, a slower stage): the length is cut until the rest, at the
+    speed of the ``recent`` epochs ((epoch, seconds) pairs), ends within the budget. Never
+    longer than ``config.epochs`` (a learning rate that jumps back up costs more than the
+    seconds it would use) and never fewer than ``done + 1``."""
+    if plan.budget_seconds is None or not plan.speeds or plan.profile is None or not recent:
+        return config.epochs
+    costs = _Costs(plan.profile, plan.speeds, 0, _test_views(config), 0)
+    sizes = _stage_sizes(config.progressive, config.image_size, config.epochs)
+    ratio = sum(s for _, s in recent) / sum(costs.epoch(sizes[e]) for e, _ in recent)
+    size = config.image_size
+    after = sum(v for k, v in costs.fixed(size).items() if k in ("test", "calibrate", "report"))
+    epochs = config.epochs
+    while epochs > done + 1:
+        rest = _stage_sizes(config.progressive, size, epochs)[done:]
+        if elapsed + ratio * costs.epochs(rest) + after <= plan.budget_seconds:
+            break
+        epochs -= 1
+    return epochs
 
 
 def adapted_epochs(plan: Plan, config: Any, elapsed: float, first_epoch_seconds: float) -> int:
