@@ -381,6 +381,10 @@ class _Costs:
             "report": REPORT_SECONDS,
         }
 
+    def after_training(self, size: int) -> float:
+        """The passes that follow phase 2: test, calibration, report."""
+        return sum(v for k, v in self.fixed(size).items() if k in ("test", "calibrate", "report"))
+
     def epoch(self, size: int) -> float:
         p, s = self.profile, self.speed(size)
         return p.num_train / s.train + p.num_val / s.infer + PREPARE_SECONDS * p.num_train
@@ -742,10 +746,10 @@ def trimmed_epochs(
     if plan.budget_seconds is None or not plan.speeds or plan.profile is None or not recent:
         return config.epochs
     costs = _Costs(plan.profile, plan.speeds, 0, _test_views(config), 0)
-    sizes = _stage_sizes(config.progressive, config.image_size, config.epochs)
-    ratio = sum(s for _, s in recent) / sum(costs.epoch(sizes[e]) for e, _ in recent)
     size = config.image_size
-    after = sum(v for k, v in costs.fixed(size).items() if k in ("test", "calibrate", "report"))
+    sizes = _stage_sizes(config.progressive, size, config.epochs)
+    ratio = sum(s for _, s in recent) / sum(costs.epoch(sizes[e]) for e, _ in recent)
+    after = costs.after_training(size)
     epochs = config.epochs
     while epochs > done + 1:
         rest = _stage_sizes(config.progressive, size, epochs)[done:]
@@ -766,7 +770,7 @@ def adapted_epochs(plan: Plan, config: Any, elapsed: float, first_epoch_seconds:
     size = config.image_size
     expected_first = costs.epoch(_stage_sizes(config.progressive, size, config.epochs)[0])
     ratio = first_epoch_seconds / max(expected_first, 1e-9)
-    after = sum(v for k, v in costs.fixed(size).items() if k in ("test", "calibrate", "report"))
+    after = costs.after_training(size)
     left = plan.budget_seconds * SAFETY - elapsed - after
     epochs = 1
     while epochs < MAX_EPOCHS:
