@@ -11,11 +11,12 @@ for every library (timm's default is 0), 2 threads. Every measurement runs in a 
   ``effnet.finetune`` run under (glibc keeps freed memory for reuse instead of an mmap per large
   tensor; see effnet/host.py), and inside ``effnet.train.depthwise.fast_depthwise_grads``, which
   the training loop wraps every epoch in (the weight gradient of depthwise convs whose kernel is
-  larger than their feature map, computed without oneDNN's slow kernel for that case);
+  larger than their feature map, computed without oneDNN's slow kernel for that case), with
+  torch's fused AdamW kernel, which effnet's optimizers take (``effnet.train.optim.adamw``);
 - ``timm`` / ``torchvision``: the same step in a plain process, as a user of those libraries
   runs it;
-- ``timm_same_malloc``: timm with the same allocator setting, so the table also shows what is
-  effnet's model code and what is the allocator.
+- ``timm_same_malloc``: timm with the same allocator setting and the same fused AdamW, so the
+  table also shows what is effnet's model code and what is the allocator and optimizer.
 
 images/s = batch / median step time over ``--steps`` timed steps after ``--warmup`` (and
 ``_best_step``: over the fastest step, the least disturbed by other processes); the ratio is taken
@@ -63,12 +64,18 @@ def worker(lib: str, name: str, res: int, batch: int, steps: int, warmup: int) -
     from effnet.bench import peak_tensor_bytes
     from effnet.host import fast_malloc
     from effnet.train.depthwise import fast_depthwise_grads
+    from effnet.train.optim import adamw
 
     torch.set_num_threads(int(os.environ.get("BENCH_THREADS", "2")))
     ctx = fast_malloc() if lib in ("effnet", "timm_same_malloc") else contextlib.nullcontext()
     with ctx:
         model = _model(lib, name).train().to(memory_format=torch.channels_last)
-        opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
+        # each library's step as its training runs it: effnet's loop takes torch's fused AdamW
+        # (effnet.train.optim.adamw), timm's and torchvision's reference scripts the default one
+        if lib in ("effnet", "timm_same_malloc"):
+            opt = adamw(model.parameters(), 1e-4)
+        else:
+            opt = torch.optim.AdamW(model.parameters(), lr=1e-4)
         gen = torch.Generator().manual_seed(0)
         x = torch.randn(batch, 3, res, res, generator=gen).contiguous(
             memory_format=torch.channels_last

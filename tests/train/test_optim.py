@@ -72,3 +72,28 @@ def test_a_step_with_layer_decay_moves_the_stem_less_than_the_head() -> None:
     stem = (model.state_dict()["stem.conv.weight"] - before["stem.conv.weight"]).abs().max()
     head = (model.state_dict()["classifier.weight"] - before["classifier.weight"]).abs().max()
     assert stem < head * 1e-3
+
+
+def test_adamw_takes_the_fused_kernel_on_cpu_with_the_same_update() -> None:
+    from effnet.train.optim import adamw
+
+    torch.manual_seed(0)
+    model = effnet.create_model("efficientnet_lite0", num_classes=3)
+    twin = effnet.create_model("efficientnet_lite0", num_classes=3)
+    twin.load_state_dict(model.state_dict())
+    model.eval(), twin.eval()  # no dropout draws: both see the same gradients
+    start = model.classifier.weight.detach().clone()
+    fused = build_optimizer(model.named_parameters(), "adamw", 1e-3, 0.05)
+    plain = torch.optim.AdamW(param_groups(twin.named_parameters(), 0.05), lr=1e-3)
+    assert all(g["fused"] for g in fused.param_groups)
+    x, y = torch.randn(4, 3, 64, 64), torch.tensor([0, 1, 2, 0])
+    for _ in range(3):
+        for net, opt in ((model, fused), (twin, plain)):
+            opt.zero_grad()
+            torch.nn.functional.cross_entropy(net(x), y).backward()
+            opt.step()
+    for (name, a), b in zip(model.named_parameters(), twin.parameters()):
+        assert torch.allclose(a, b, atol=1e-6), name  # the same update, to float rounding
+    assert not torch.allclose(model.classifier.weight, start)  # and it did move
+    meta = torch.nn.Linear(2, 2, device="meta")
+    assert not adamw(meta.parameters(), 1e-3).param_groups[0]["fused"]  # falls back, no error

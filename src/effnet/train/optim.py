@@ -20,6 +20,7 @@ __all__ = [
     "OPTIMIZERS",
     "SCHEDULES",
     "OptimSettings",
+    "adamw",
     "build_optimizer",
     "build_scheduler",
     "layer_decay_scales",
@@ -141,13 +142,29 @@ def build_optimizer(
         if isinstance(scale, float):
             group["lr"] = lr * scale
     if name == "adamw":
-        return torch.optim.AdamW(groups, lr=lr)
+        return adamw(groups, lr)
     if name == "sgd":
         return torch.optim.SGD(groups, lr=lr, momentum=momentum, nesterov=True)
     if name == "rmsprop":
         # the paper's optimizer: decay 0.9, momentum 0.9, eps 1e-3 in TF terms
         return torch.optim.RMSprop(groups, lr=lr, alpha=0.9, momentum=momentum, eps=1e-3)
     raise ConfigError(f"unknown optimizer {name!r}; expected one of {', '.join(OPTIMIZERS)}")
+
+
+def adamw(params: Iterable[torch.Tensor] | list[dict], lr: float) -> torch.optim.AdamW:
+    """AdamW with torch's fused kernel where this torch has one for the parameters' device (CPU
+    from torch 2.4, CUDA): one pass over each parameter instead of a dozen elementwise ops, the
+    same update to float rounding. On Lite0 and B0 the optimizer step drops from 15-19 ms to
+    5 ms on 2 CPU cores (benchmarks/train_throughput.py measures the whole step)."""
+    params = list(params)
+    nested = bool(params) and isinstance(params[0], dict)
+    tensors = [p for g in params for p in g["params"]] if nested else params
+    if all(t.device.type in ("cpu", "cuda") and t.is_floating_point() for t in tensors):
+        try:
+            return torch.optim.AdamW(params, lr=lr, fused=True)
+        except (RuntimeError, TypeError, ValueError):  # torch < 2.4 has no fused CPU kernel
+            pass
+    return torch.optim.AdamW(params, lr=lr)
 
 
 def build_scheduler(

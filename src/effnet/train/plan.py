@@ -166,12 +166,13 @@ def measure_speed(
     warm-up each). A random-init model of the same name costs what the pretrained one does."""
     from effnet.export.fold import optimize
     from effnet.factory import create_model
+    from effnet.train.optim import adamw
 
     device = device or torch.device("cpu")
     net = create_model(model, num_classes=10).train().to(device)
     if channels_last:
         net = net.to(memory_format=torch.channels_last)
-    opt = torch.optim.AdamW(net.parameters(), lr=1e-4)
+    opt = adamw(net.parameters(), lr=1e-4)
     fused = optimize(net, channels_last=channels_last, check=False)
     out: dict[int, Speed] = {}
     for size in sizes:
