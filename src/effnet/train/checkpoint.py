@@ -122,14 +122,26 @@ class RunState:
             return epochs
         return self.epoch if self.phase == phase else 0
 
-    def record(self, row: dict[str, Any], score: float | None) -> bool:
-        """Add an epoch's row to the history; True when ``score`` is the best so far."""
+    def record(self, row: dict[str, Any], score: float | None, margin: float = 0.0) -> bool:
+        """Add an epoch's row to the history; True when the epoch becomes the selected one.
+
+        ``best_score`` is the highest score so far. An epoch is selected when it sets it, or
+        when it is later and within ``margin`` (the score's standard error on the validation
+        split) of it: a later epoch the validation images cannot tell from the best one wins
+        (the one-standard-error rule), so a tiny split's noise does not send the run back to a
+        half-trained epoch. Early stopping counts only epochs that set a new best."""
         self.history.append(row)
-        improved = score is not None and score > self.best_score
-        if improved:
-            self.best_score, self.best_epoch = float(score), f"{row['phase']} {row['epoch']}"
-        self.stale_epochs = 0 if improved else self.stale_epochs + 1
-        return improved
+        if score is None:
+            self.stale_epochs += 1
+            return False
+        record = score > self.best_score
+        selected = record or score >= self.best_score - margin
+        if record:
+            self.best_score = float(score)
+        if selected:
+            self.best_epoch = f"{row['phase']} {row['epoch']}"
+        self.stale_epochs = 0 if record else self.stale_epochs + 1
+        return selected
 
     def capture(self, phase: str, epoch: int, setup: TrainSetup, model: nn.Module | None) -> None:
         """Copy the state of ``setup``'s optimizer, scheduler, scaler and EMA, and ``model``'s

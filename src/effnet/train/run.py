@@ -219,8 +219,10 @@ def end_epoch(
             val_macro_f1=round(metrics["macro_f1"], 5),
             val_seconds=round(val.seconds, 2),
         )
+        row["val_score_se"] = round(selection_margin(run.config.select_by, metrics), 5)
     _check_finite(run, row, stats)
-    improved = state.record(row, selection_score(run.config.select_by, row))
+    margin = row.get("val_score_se", 0.0)
+    improved = state.record(row, selection_score(run.config.select_by, row), margin)
     if run.ctx.is_main:
         if run.writer is not None:
             run.writer.log_epoch(row, len(state.history))
@@ -241,6 +243,23 @@ def selection_score(select_by: str, row: dict[str, Any]) -> float | None:
     if value is None:
         return None
     return -float(value) if select_by == "loss" else float(value)
+
+
+def selection_margin(select_by: str, metrics: dict[str, Any]) -> float:
+    """The standard error of the validation score ``select_by`` (``metrics`` from
+    ``classification_report``): how far two epochs' scores differ by chance on these images.
+    Accuracy: sqrt(a (1 - a) / n). Balanced accuracy and macro-F1 (a mean over classes): the
+    binomial error of each class's recall, sqrt(sum r (1 - r) / n_c) / classes. The loss: 0
+    (per-image losses are not kept), so selecting by loss stays strict."""
+    classes = [c for c in metrics["per_class"].values() if c["support"] > 0]
+    if select_by == "loss" or not classes:
+        return 0.0
+    if select_by == "accuracy":
+        n = sum(c["support"] for c in classes)
+        a = metrics["accuracy"]
+        return math.sqrt(max(a * (1 - a), 0.0) / n)
+    var = sum(c["recall"] * (1 - c["recall"]) / c["support"] for c in classes)
+    return math.sqrt(var) / len(classes)
 
 
 def _check_finite(run: Run, row: dict[str, Any], stats: EpochStats) -> None:
