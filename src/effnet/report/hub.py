@@ -96,7 +96,8 @@ tags:
 | --- | --- |
 {recipe}
 
-Best epoch (by validation accuracy): {best_epoch}.
+Kept epoch: {best_epoch} (by validation {selected_by}: the best one, or a later one within its
+standard error).
 
 ## Metrics
 
@@ -189,6 +190,7 @@ def model_card(run: RunFiles, repo: str, config: dict[str, Any], resize: int) ->
         data=_data_section(run, classes),
         recipe="\n".join(recipe),
         best_epoch=run.summary.get("best_epoch", "n/a"),
+        selected_by=str(run.summary.get("selected_by", "accuracy")).replace("_", " "),
         metrics=_metrics_section(run.summary),
         resize=resize,
         interpolation=pre["interpolation"],
