@@ -201,8 +201,9 @@ def end_epoch(
 ) -> bool:
     """Validate, record, log, checkpoint an epoch that ``state`` has just captured. ``row``
     holds the phase, the epoch and what the epoch trained with; ``val``, the validation result
-    when the phase computed it already (phase 1 on cached features). Returns True when it
-    improved the validation score the run selects by (``config.select_by``)."""
+    when the phase computed it already (phase 1 on cached features). Returns True when the
+    epoch becomes the kept one by ``config.select_by`` (:meth:`RunState.record`: the best
+    score, or a later epoch within its standard error), marked ``*`` in the log."""
     row.update(
         train_loss=round(stats.loss, 5),
         train_acc=round(stats.acc, 5),
