@@ -61,7 +61,7 @@ def worker(lib: str, name: str, res: int, batch: int, steps: int, warmup: int) -
     import torch
     import torch.nn.functional as F
 
-    from effnet.bench import peak_tensor_bytes
+    from effnet.bench import peak_tensor_bytes, time_fn
     from effnet.host import fast_malloc
     from effnet.train.depthwise import fast_depthwise_grads
     from effnet.train.optim import adamw
@@ -93,14 +93,10 @@ def worker(lib: str, name: str, res: int, batch: int, steps: int, warmup: int) -
             for _ in range(warmup):
                 step()
             _, peak = peak_tensor_bytes(step)
-            times = []
-            for _ in range(steps):
-                start = time.perf_counter()
-                step()
-                times.append(time.perf_counter() - start)
+            timing = time_fn(step, batch, warmup=0, repeats=steps)
     return {
-        "images_per_s": batch / statistics.median(times),
-        "images_per_s_best": batch / min(times),
+        "images_per_s": timing.images_per_s,
+        "images_per_s_best": 1000.0 * batch / timing.min_ms,
         "peak_step_mb": peak / 2**20,
     }
 

@@ -154,8 +154,8 @@ def build_optimizer(
 def adamw(params: Iterable[torch.Tensor] | list[dict], lr: float) -> torch.optim.AdamW:
     """AdamW with torch's fused kernel where this torch has one for the parameters' device (CPU
     from torch 2.4, CUDA): one pass over each parameter instead of a dozen elementwise ops, the
-    same update to float rounding. On Lite0 and B0 the optimizer step drops from 15-19 ms to
-    5 ms on 2 CPU cores (benchmarks/train_throughput.py measures the whole step)."""
+    same update to float rounding. On Lite0 and B0 the optimizer step drops from 14-18 ms to
+    4-5 ms on 2 CPU cores (benchmarks/optimizer_step.py; train_throughput.py has the whole step)."""
     params = list(params)
     nested = bool(params) and isinstance(params[0], dict)
     tensors = [p for g in params for p in g["params"]] if nested else params
