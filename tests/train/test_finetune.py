@@ -79,15 +79,17 @@ def test_bn_recalibration_measures_the_data_and_changes_no_weight(
             continue
         assert torch.equal(value, before[key]), key  # no weight changes
     # the stem's BN mean is now the mean of the stem conv's outputs over the training images
+    # (estimated from a seeded sample of positions: tests/train/test_recalibration.py)
     model = effnet.load_model(run.run_dir / "last.safetensors")
     data = json.loads((run.run_dir / "data.json").read_text())["split"]
     files = [folder / rel for rel, _ in data["splits"]["train"]["files"]]
     transform = eval_transform(model)
     x = torch.stack([transform(load_image(f)) for f in files])
     with torch.no_grad():
-        expected = model.stem.conv(x).mean(dim=(0, 2, 3))
-    torch.testing.assert_close(after["stem.bn.running_mean"], expected, atol=1e-4, rtol=1e-4)
-    assert not torch.allclose(after["stem.bn.running_mean"], before["stem.bn.running_mean"])
+        y = model.stem.conv(x)
+    expected, sd = y.mean(dim=(0, 2, 3)), y.std(dim=(0, 2, 3))
+    assert ((after["stem.bn.running_mean"] - expected).abs() / sd).max() < 0.1
+    assert ((before["stem.bn.running_mean"] - expected).abs() / sd).max() > 1.0
 
 
 def test_cached_phase_one_matches_uncached(folder: Path, weights: Path, tmp_path: Path) -> None:

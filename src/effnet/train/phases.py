@@ -18,7 +18,6 @@ from torch import nn
 
 from effnet.data import MixupCutmix, is_deterministic, train_transform
 from effnet.errors import ConfigError
-from effnet.layers import DropPath
 from effnet.model import EfficientNet
 from effnet.train.checkpoint import RunState
 from effnet.train.config import FinetuneConfig, save_config
@@ -28,6 +27,7 @@ from effnet.train.loop import Epoch, EpochStats, EvalResult, TrainSetup, extract
 from effnet.train.optim import build_optimizer, build_scheduler, layer_decay_scales
 from effnet.train.plan import adapted_epochs, trimmed_epochs
 from effnet.train.progressive import ProgressiveSchedule
+from effnet.train.recalibration import measure_batchnorm
 from effnet.train.run import (
     Run,
     end_epoch,
@@ -50,26 +50,16 @@ def recalibrate_bn(run: Run) -> float:
     data with them, but phase 2 trains with batch statistics of the target data: the head learnt
     in phase 1 then sees shifted features and the loss jumps when phase 2 starts. Measuring the
     statistics on the target data first (no weight changes) makes both phases see the same
-    features. Deterministic: the eval-style transform and a seeded order.
+    features. Deterministic: the eval-style transform, a seeded order and seeded positions.
 
     The statistics are means over images, so a seeded random sample of
     ``config.bn_recalibrate_images`` of them (all when there are fewer) estimates them to a
-    fraction of a percent; a pass in train mode costs about twice the fused model's inference
-    (BatchNorm computes its statistics instead of being folded away), so the sample keeps
-    this step well under one inference pass over the data.
+    fraction of a percent. They are measured through the fused model
+    (:func:`effnet.train.recalibration.measure_batchnorm`), at about its inference speed.
     """
     c, model, ctx = run.config, run.model, run.ctx
     start = time.perf_counter()
-    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
-    momenta = [bn.momentum for bn in bns]
-    model.train()  # batch statistics everywhere ...
-    for m in model.modules():
-        if isinstance(m, (DropPath, nn.Dropout)):
-            m.eval()  # ... but no random drops: the statistics of the plain network
-    for bn in bns:
-        bn.reset_running_stats()
-    # A fixed shuffle so batches mix classes, and momentum n_batch / n_seen so every image
-    # weighs the same: the running means become the exact means over the images seen.
+    # A fixed shuffle so batches mix classes; every image weighs the same.
     loader = make_loader(
         run.data.train,
         train_transform(model.preprocess, "none"),
@@ -82,17 +72,20 @@ def recalibrate_bn(run: Run) -> float:
         progress=c.progress,
     )
     wanted = -(c.bn_recalibrate_images // -ctx.world_size)  # this rank's share
-    seen = 0
-    for images, _ in loader:
-        if seen >= wanted:
-            break
-        images = images[: wanted - seen].to(ctx.device)
-        if c.channels_last:
-            images = images.contiguous(memory_format=torch.channels_last)
-        seen += images.shape[0]
-        for bn in bns:
-            bn.momentum = images.shape[0] / seen
-        model(images)
+
+    def batches() -> Iterator[torch.Tensor]:
+        seen = 0
+        for images, _ in loader:
+            if seen >= wanted:
+                return
+            images = images[: wanted - seen].to(ctx.device)
+            seen += images.shape[0]
+            yield images
+
+    seen, how = measure_batchnorm(
+        model, batches(), channels_last=c.channels_last, seed=c.seed + ctx.rank
+    )
+    bns = [m for m in model.modules() if isinstance(m, nn.modules.batchnorm._BatchNorm)]
     if ctx.enabled:  # every rank saw its own shard: pool the statistics, weighted by images
         count = ctx.all_reduce_sum(
             torch.tensor([float(seen)], dtype=torch.float64, device=ctx.device)
@@ -101,13 +94,11 @@ def recalibrate_bn(run: Run) -> float:
             for stat in (bn.running_mean, bn.running_var):
                 if stat is not None:
                     stat.copy_((ctx.all_reduce_sum(stat.double() * seen) / count).to(stat.dtype))
-    for bn, momentum in zip(bns, momenta):
-        bn.momentum = momentum
     model.eval()
     seconds = round(time.perf_counter() - start, 2)
     run.log(
         f"recalibrated {len(bns)} BatchNorm layers on {seen * ctx.world_size} of "
-        f"{len(run.data.train)} training images ({seconds:.1f}s)"
+        f"{len(run.data.train)} training images ({how} pass, {seconds:.1f}s)"
     )
     return seconds
 

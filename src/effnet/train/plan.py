@@ -57,9 +57,9 @@ MIN_EPOCHS = 6
 MAX_EPOCHS = 40
 DEFAULT_EPOCHS = 10
 """The plan without a time budget: this many epochs at the chosen size."""
-RECAL_COST = 2.0
-"""BatchNorm recalibration runs in train mode (batch statistics): about this many times the
-fused model's inference time per image (measured: docs/finetune.md)."""
+RECAL_COST = 1.2
+"""BatchNorm recalibration (effnet.train.recalibration, through the fused model): about this
+many times the fused model's inference time per image (measured: docs/performance.md)."""
 PREPARE_SECONDS = 0.003
 """Resizing one picture once per size (effnet.data.prepared), per image."""
 REPORT_SECONDS = 4.0
