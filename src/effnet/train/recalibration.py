@@ -56,10 +56,11 @@ ELEMENTS = 1 << 19
 
 
 def sample_size(total: int, channels: int, positions: int | None = POSITIONS) -> int:
-    """How many of a batch's ``total`` pixel positions one BatchNorm's statistics read: at most
+    """How many of a batch's ``total`` pixel positions one BatchNorm's statistics read: all of
+    them when they hold at most ``ELEMENTS`` values (or with ``positions=None``), else at most
     ``positions``, a quarter of them, and ``ELEMENTS / channels`` (a wide layer's positions
-    each carry more values to read); all of them when the batch has few, or with ``None``."""
-    if positions is None or total <= 1024:
+    each carry more values to read)."""
+    if positions is None or total * channels <= ELEMENTS:
         return total
     return max(1, min(positions, total // 4, max(256, ELEMENTS // channels)))
 
@@ -74,6 +75,7 @@ class _Layer:
     gamma: torch.Tensor  # (float64, as are beta and the pooled statistics)
     beta: torch.Tensor
     count: int = 0
+    dtype: torch.dtype = torch.float64  # float32 on MPS, which has no float64
     mean: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
     m2: torch.Tensor = field(default_factory=lambda: torch.zeros(0, dtype=torch.float64))
 
@@ -82,7 +84,7 @@ class _Layer:
         k = sample.shape[0]
         mean = sample.mean(0)
         m2 = (sample - mean).square_().sum(0)  # two passes over the (small) sample: stable
-        mean, m2 = mean.double(), m2.double()
+        mean, m2 = mean.to(self.dtype), m2.to(self.dtype)
         if self.count == 0:
             self.count, self.mean, self.m2 = k, mean, m2
             return
@@ -152,47 +154,12 @@ def measure_batchnorm(
     model.eval()
     fast = optimize(model, channels_last=channels_last, check=False)
     fused = dict(fast.named_modules())
-    layers: list[_Layer] = []
-    for name, m in pairs:
-        bn = m.bn
-        sd0 = torch.sqrt(bn.running_var.float() + bn.eps)
-        scale = 1.0 / sd0
-        conv = fused[name].conv
-        conv.weight.copy_(m.conv.weight * scale.view(-1, 1, 1, 1).to(m.conv.weight.dtype))
-        bias = -bn.running_mean.float() * scale
-        if m.conv.bias is not None:
-            bias = bias + m.conv.bias.float() * scale
-        conv.bias.copy_(bias.to(conv.bias.dtype))
-        gamma = bn.weight if bn.weight is not None else torch.ones_like(sd0)
-        beta = bn.bias if bn.bias is not None else torch.zeros_like(sd0)
-        layers.append(
-            _Layer(bn, *(t.detach().double() for t in (bn.running_mean, sd0, gamma, beta)))
-        )
-    generator = torch.Generator().manual_seed(seed)
-
-    def draw(n: int, hw: int, k: int, like: torch.Tensor) -> torch.Tensor:
-        """``k`` positions (rounded up to a multiple of ``n``), the same number from every
-        image: the sample weighs images equally, as their full statistics do."""
-        per_image = -(k // -n)
-        within = torch.randint(hw, (n, per_image), generator=generator)
-        return (within + torch.arange(n).unsqueeze(1) * hw).flatten().to(like.device)
+    layers = [_fold_standardised(m, fused[name]) for name, m in pairs]
+    sampler = _Sampler(positions, seed)
 
     def hook(layer: _Layer) -> Any:
         def measure(_module: nn.Module, _inputs: Any, z: torch.Tensor) -> torch.Tensor:
-            n, c, h, w = z.shape
-            total = n * h * w
-            k = sample_size(total, c, positions)
-            if z.is_contiguous(memory_format=torch.channels_last):
-                rows = z.permute(0, 2, 3, 1).reshape(total, c)  # a view: one row per position
-                sample = rows if k == total else rows.index_select(0, draw(n, h * w, k, z))
-            else:
-                flat = z.flatten(2)  # (N, C, H*W)
-                if k == total:
-                    sample = flat.transpose(1, 2).reshape(total, c)
-                else:
-                    idx = draw(n, h * w, k, z)
-                    sample = flat[idx // (h * w), :, idx % (h * w)]  # (k, C)
-            layer.add(sample.float())
+            layer.add(sampler.sample(z))
             layer.normalise_(z)
             return z
 
@@ -219,6 +186,58 @@ def measure_batchnorm(
             if layer.bn.num_batches_tracked is not None:
                 layer.bn.num_batches_tracked.fill_(batches_seen)
     return seen, "fused"
+
+
+@torch.no_grad()
+def _fold_standardised(trained: ConvNormAct, fused: nn.Module) -> _Layer:
+    """Fold ``trained``'s convolution into ``fused``'s with the statistics alone (no gamma or
+    beta): its output is ``(y - m0) / sd0``. Returns the layer's bookkeeping."""
+    bn = trained.bn
+    sd0 = torch.sqrt(bn.running_var.float() + bn.eps)
+    scale = 1.0 / sd0
+    conv = fused.conv
+    conv.weight.copy_(trained.conv.weight * scale.view(-1, 1, 1, 1).to(conv.weight.dtype))
+    bias = -bn.running_mean.float() * scale
+    if trained.conv.bias is not None:
+        bias = bias + trained.conv.bias.float() * scale
+    conv.bias.copy_(bias.to(conv.bias.dtype))
+    gamma = bn.weight if bn.weight is not None else torch.ones_like(sd0)
+    beta = bn.bias if bn.bias is not None else torch.zeros_like(sd0)
+    acc = torch.float32 if sd0.device.type == "mps" else torch.float64
+    moments = (t.detach().to(acc) for t in (bn.running_mean, sd0, gamma, beta))
+    return _Layer(bn, *moments, dtype=acc)
+
+
+class _Sampler:
+    """The seeded sample of positions each hook reads from a convolution's output."""
+
+    def __init__(self, positions: int | None, seed: int) -> None:
+        self.positions = positions
+        self.generator = torch.Generator().manual_seed(seed)
+
+    def _draw(self, n: int, hw: int, k: int, device: torch.device) -> torch.Tensor:
+        """``k`` positions (rounded up to a multiple of ``n``), the same number from every
+        image: the sample weighs images equally, as their full statistics do."""
+        per_image = -(k // -n)
+        within = torch.randint(hw, (n, per_image), generator=self.generator)
+        return (within + torch.arange(n).unsqueeze(1) * hw).flatten().to(device)
+
+    def sample(self, z: torch.Tensor) -> torch.Tensor:
+        """(positions, C) values of ``z`` (N, C, H, W), in float32."""
+        n, c, h, w = z.shape
+        total = n * h * w
+        k = sample_size(total, c, self.positions)
+        if z.is_contiguous(memory_format=torch.channels_last):
+            rows = z.permute(0, 2, 3, 1).reshape(total, c)  # a view: one row per position
+            sample = rows if k == total else rows.index_select(0, self._draw(n, h * w, k, z.device))
+        else:
+            flat = z.flatten(2)  # (N, C, H*W)
+            if k == total:
+                sample = flat.transpose(1, 2).reshape(total, c)
+            else:
+                idx = self._draw(n, h * w, k, z.device)
+                sample = flat[idx // (h * w), :, idx % (h * w)]  # (k, C)
+        return sample.float()
 
 
 def _measure_in_train_mode(
