@@ -11,7 +11,7 @@ normalisation one more write, and nothing can be folded).
 * Each convolution is folded once with the statistics the model had (``z = (y - m0) / sd0``,
   standardised with the old statistics only, so ``z`` is well conditioned whatever gamma is).
 * A forward hook on each folded convolution reads a seeded sample of pixel positions, the
-  same number from every image (:func:`sample_size`: all of them in small batches), and adds
+  same number from every image (:func:`sample_size`: all of them when few), and adds
   their per-channel mean and variance to the pooled statistics of every image so far (Chan et
   al.'s combination, in float64).
 * The same hook then normalises the convolution's output in place, with one ``addcmul``, by
